@@ -1,0 +1,1 @@
+"""Lightning callbacks genrun adds to every training run."""

@@ -1,0 +1,89 @@
+"""Reading and writing checkpoints safely.
+
+- Loading is always `torch.load(..., weights_only=True)`: a checkpoint handed to us never runs code.
+- Saving goes to a temporary file in the target directory, then `os.replace`, so the previous checkpoint
+  stays whole if the process dies mid-save; non-finite weights are refused, never written.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genrun.errors import GenrunError
+
+TMP_PREFIX = ".tmp-"
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """A checkpoint's contents, refusing anything but tensors and plain containers."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenrunError(f"checkpoint {path}: no such file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0]
+        raise GenrunError(f"checkpoint {path}: refused, it holds more than weights ({first})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise GenrunError(f"checkpoint {path}: unreadable ({' '.join(str(err).split())[:200]})") from None
+    if not isinstance(payload, dict) or "state_dict" not in payload:
+        raise GenrunError(f"checkpoint {path}: not a genrun checkpoint (no state_dict)")
+    return payload
+
+
+def non_finite_keys(state_dict: dict) -> list[str]:
+    return [k for k, v in state_dict.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
+
+
+def atomic_save(payload: dict, path: str | os.PathLike) -> None:
+    """torch.save into a temporary file beside `path`, fsync, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bad = non_finite_keys(payload.get("state_dict", {}))
+    if bad:
+        raise GenrunError(f"refusing to save {path}: non-finite weights in {', '.join(bad[:3])}")
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Temporary files left by a process killed mid-save (SIGKILL gives it no chance to clean up)."""
+    directory = Path(directory)
+    stale = sorted(directory.glob(f"{TMP_PREFIX}*")) if directory.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def _lightning_checkpoint_io():
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        """Lightning's checkpoint I/O with atomic, finite-only saves and weights-only loads."""
+
+        def save_checkpoint(self, checkpoint, path, storage_options=None):
+            atomic_save(checkpoint, path)
+
+        def load_checkpoint(self, path, map_location=None, weights_only=None):
+            return load_checkpoint(path, map_location=map_location or "cpu")
+
+    return AtomicCheckpointIO()
+
+
+def checkpoint_io():
+    return _lightning_checkpoint_io()

@@ -1,0 +1,132 @@
+"""The `genrun` command: picks the task from argv, checks the overrides, hands the rest to Hydra.
+
+Imports neither torch nor Lightning, so `genrun --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from genrun.configs import config_dir, config_groups
+
+TASKS = {
+    "train": "fit a model on a dataset; writes checkpoints, TensorBoard logs, samples, metrics.json",
+    "sample": "draw from a trained model (newest run of model=..., or ckpt=FILE|RUN_DIR)",
+    "evaluate": "measure a trained model on held-out data (likelihood, sample quality)",
+}
+# Environment set by a DDP parent so that the processes Lightning starts re-enter the same job.
+DDP_TASK_ENV = "GENRUN_DDP_TASK"
+DDP_ARGS_ENV = "GENRUN_DDP_ARGS"
+# Hydra flags that consume the next argument.
+_FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
+                     "-cd", "--config-dir", "--experimental-rerun", "-sc", "--shell-completion"}
+_NO_CHECK_FLAGS = {"-h", "--help", "--hydra-help", "--version", "-sc", "--shell-completion"}
+
+
+def usage() -> str:
+    lines = ["usage: genrun TASK [key=value ...] [-m] [hydra flags]", "", "tasks:"]
+    lines += [f"  {name:<9} {text}" for name, text in TASKS.items()]
+    lines += ["", "config groups (choose with group=choice):"]
+    for group, choices in config_groups().items():
+        if group not in ("hydra", "paths"):
+            lines.append(f"  {group:<11} {', '.join(choices)}")
+    lines += [
+        "",
+        "examples:",
+        "  genrun train model=vae dataset=mnist",
+        "  genrun sample model=vae temperature=0.8 num_samples=64 seed=0",
+        "  genrun train -m model=vae model.latent_dim=2,16",
+        "  genrun train experiment=vae_mnist trainer=cpu",
+        "  genrun train --cfg job            (print the composed config)",
+        "",
+        "Hydra's flags work as usual: -m/--multirun, --cfg job, --info, hydra.run.dir=..., +key=value.",
+    ]
+    return "\n".join(lines)
+
+
+def split_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """Separate Hydra flags (with their values) from key=value overrides."""
+    flags, overrides = [], []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("-"):
+            flags.append(arg)
+            if arg in _FLAGS_WITH_VALUE and i + 1 < len(args) or arg in ("-i", "--info") and i + 1 < len(args) and "=" not in args[i + 1]:
+                flags.append(args[i + 1])
+                i += 1
+        else:
+            overrides.append(arg)
+        i += 1
+    return flags, overrides
+
+
+def _ddp_child_job() -> tuple[str, list[str]] | None:
+    """In a process Lightning started for DDP, the exact job the parent runs; else None."""
+    if "LOCAL_RANK" in os.environ and os.environ.get(DDP_TASK_ENV):
+        return os.environ[DDP_TASK_ENV], json.loads(os.environ.get(DDP_ARGS_ENV, "[]"))
+    return None
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"genrun: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    child = _ddp_child_job()
+    if child:
+        task, args = child
+    else:
+        if not args or args[0] in ("-h", "--help", "help"):
+            print(usage())
+            return 0
+        task, args = args[0], args[1:]
+        if task not in TASKS:
+            print(f"genrun: unknown task {task!r} (choose from {', '.join(TASKS)})\n", file=sys.stderr)
+            print(usage(), file=sys.stderr)
+            return 2
+    from genrun.errors import GenrunError
+    from genrun.overrides import check_overrides, resume_overrides
+
+    flags, overrides = split_args(args)
+    try:
+        if not child and task == "train":
+            overrides = resume_overrides(overrides, multirun=bool({"-m", "--multirun"} & set(flags)))
+        if not child and not _NO_CHECK_FLAGS & set(flags):
+            check_overrides(task, overrides)
+    except GenrunError as err:
+        return _fail(str(err))
+    return _run_hydra(task, flags + overrides)
+
+
+def _run_hydra(task: str, args: list[str]) -> int:
+    import hydra
+
+    from genrun import resolvers
+
+    resolvers.register()
+    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+
+    def task_function(cfg):
+        from genrun.tasks import run_task
+
+        return run_task(task, cfg)
+
+    entry = hydra.main(config_path=str(config_dir()), config_name=task, version_base="1.3")(task_function)
+    saved_argv = sys.argv
+    sys.argv = [saved_argv[0], *args]
+    try:
+        entry()
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    finally:
+        sys.argv = saved_argv
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

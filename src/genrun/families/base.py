@@ -1,0 +1,76 @@
+"""What every family's sampling and evaluation receive: plain values, read from the config at the edge."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from genrun.errors import GenrunError
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    mode: str = "prior"
+    num_samples: int = 64
+    temperature: float = 1.0
+    seed: int = 0
+    steps: int = 10
+    interpolation: str = "slerp"
+    between: str = "latents"
+    truncation: float | None = None
+    label: int | None = None
+    prompt: str | None = None
+    max_new_tokens: int = 500
+    top_k: int | None = None
+    top_p: float | None = None
+    temperatures: tuple[float, ...] = (0.2, 0.5, 1.0, 1.2)
+    nrow: int | None = None
+
+    def generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(int(self.seed))
+
+
+@dataclass
+class SampleContext:
+    """Where to write, which device to use, and the training data on demand (loaded only if asked)."""
+
+    out_dir: Path
+    device: torch.device
+    data_info: dict
+    load_split: Callable[[str], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class EvalContext:
+    out_dir: Path
+    device: torch.device
+    data_info: dict
+    load_split: Callable[[str], tuple[torch.Tensor, torch.Tensor]]
+    settings: dict = field(default_factory=dict)
+
+
+def instantiate_net(net_config: dict) -> nn.Module:
+    from hydra.utils import instantiate
+
+    return instantiate(net_config, _convert_="all")
+
+
+def load_weights(net: nn.Module, state_dict: dict, prefix: str) -> nn.Module:
+    """Load the entries of a LightningModule's state_dict that start with `prefix` into `net`."""
+    weights = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if not weights:
+        raise GenrunError(f"checkpoint holds no weights under '{prefix}'")
+    missing, unexpected = net.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise GenrunError(f"checkpoint does not match the network: missing {missing[:3]}, "
+                          f"unexpected {unexpected[:3]}")
+    return net.eval()
+
+
+def check_mode(request: SampleRequest, modes: tuple[str, ...], family: str) -> None:
+    if request.mode not in modes:
+        raise GenrunError(f"mode={request.mode}: {family} models support {', '.join(modes)}")

@@ -1,0 +1,1 @@
+"""One LightningModule per model family: the objective, the optimisers, what is logged."""

@@ -1,0 +1,23 @@
+"""OmegaConf resolvers used by the run-directory names in configs/hydra/default.yaml."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import datetime
+
+from omegaconf import OmegaConf
+
+
+def _run_id() -> str:
+    # Seconds alone collide when two runs start together; pid and a random suffix do not.
+    return f"{datetime.now():%Y-%m-%d_%H-%M-%S}_{os.getpid()}{secrets.token_hex(2)}"
+
+
+def _run_name(model: str | None, dataset: str | None) -> str:
+    return f"{model or 'any'}_{dataset or 'any'}"
+
+
+def register() -> None:
+    OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("run_name", _run_name, replace=True)

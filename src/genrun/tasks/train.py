@@ -1,0 +1,185 @@
+"""genrun train: fit, then (on rank zero) evaluate, sample, log and summarise."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from genrun.errors import GenrunError
+
+
+def _job_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task)
+
+
+def _prepare_ddp_children(task: str, run_dir: Path) -> None:
+    """Lightning starts DDP workers by re-running our command line; tell them which job to re-enter."""
+    from genrun.cli import DDP_ARGS_ENV, DDP_TASK_ENV
+
+    if "LOCAL_RANK" in os.environ:
+        return
+    args = [*_job_overrides(), f"hydra.run.dir='{run_dir}'", "hydra.output_subdir=null",
+            f"hydra.job.name={task}_ddp_worker"]
+    os.environ[DDP_TASK_ENV] = task
+    os.environ[DDP_ARGS_ENV] = json.dumps(args)
+
+
+def _callbacks(cfg: DictConfig, has_validation: bool) -> list:
+    from hydra.utils import instantiate
+
+    callbacks = []
+    for name, conf in (cfg.get("callbacks") or {}).items():
+        if conf is None:
+            continue
+        if name == "model_checkpoint" and not has_validation:
+            conf = OmegaConf.merge(conf, {"monitor": None, "save_top_k": 1, "filename": "best"})
+        callbacks.append(instantiate(conf))
+    return callbacks
+
+
+def _loggers(cfg: DictConfig) -> list:
+    from hydra.utils import instantiate
+
+    return [instantiate(conf) for conf in (cfg.get("logger") or {}).values() if conf is not None]
+
+
+def _test_item_limit(cfg: DictConfig, batch_size: int) -> int | None:
+    """How many test items to evaluate: all, or what the trainer's debug limits allow."""
+    trainer = cfg.trainer
+    if trainer.get("fast_dev_run"):
+        n = trainer.fast_dev_run
+        return batch_size * (1 if n is True else int(n))
+    limit = trainer.get("limit_test_batches")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        return batch_size * limit
+    return None
+
+
+def flat_hparams(config: dict) -> dict:
+    """model/dataset/trainer settings and seed as flat scalar hyperparameters for TensorBoard's HPARAMS."""
+    flat = {}
+
+    def walk(prefix, node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key != "_target_" or not prefix:
+                    walk(f"{prefix}.{key}" if prefix else key, value)
+        elif isinstance(node, (int, float, str, bool)):
+            flat[prefix] = node
+        elif node is None:
+            flat[prefix] = "null"
+        else:
+            flat[prefix] = str(node)
+
+    for section in ("model", "dataset", "trainer"):
+        walk(section, config.get(section, {}))
+    flat["seed"] = config.get("seed")
+    return flat
+
+
+def run(cfg: DictConfig):
+    import lightning as L
+    import torch
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
+
+    from genrun.callbacks.run_state import RNGState, RunInfo
+    from genrun.checkpoint import checkpoint_io, remove_stale_temporaries
+    from genrun.families import family_module
+    from genrun.families.base import EvalContext, SampleContext, SampleRequest
+    from genrun.runs import CHECKPOINT_NAME, print_summary, quiet_library_logs, write_metrics, write_run_file
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(cfg.paths.run_dir)
+    choices = hydra_cfg.runtime.choices
+    is_worker = "LOCAL_RANK" in os.environ and os.environ["LOCAL_RANK"] != "0"
+    checkpoint_dir = run_dir / "checkpoints"
+    resume_from = None
+    if cfg.resume:
+        resume_from = checkpoint_dir / CHECKPOINT_NAME
+        if not resume_from.is_file():
+            raise GenrunError(f"resume={cfg.resume}: no checkpoint at {resume_from}; nothing to resume")
+    if not is_worker:
+        remove_stale_temporaries(checkpoint_dir)
+        write_run_file(run_dir, choices.get("model"), choices.get("dataset"), "train")
+        _prepare_ddp_children("train", run_dir)
+
+    quiet_library_logs()
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    datamodule = instantiate(cfg.dataset)
+    data_info = datamodule.info()
+    model = instantiate(cfg.model.module)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    info = {"config": config, "family": model.family, "data": data_info,
+            "choices": {"model": choices.get("model"), "dataset": choices.get("dataset")}}
+    callbacks = [*_callbacks(cfg, datamodule.has_validation()), RunInfo(info), RNGState()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=_loggers(cfg) or False,
+                          plugins=[checkpoint_io()], default_root_dir=str(run_dir))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    if trainer.interrupted:
+        raise GenrunError(f"training interrupted; the last checkpoint is in {checkpoint_dir}")
+    # fast_dev_run and max_steps can end without an epoch-end checkpoint: always leave the final one.
+    trainer.save_checkpoint(checkpoint_dir / CHECKPOINT_NAME, weights_only=False)
+    if not trainer.is_global_zero:
+        return None
+
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    family = family_module(model.family)
+    net = model.inference_net().eval()
+    device = trainer.strategy.root_device
+    splits = datamodule.splits
+
+    def load_split(name: str):
+        return splits[name]
+
+    if cfg.test:
+        limit = _test_item_limit(cfg, datamodule.batch_size)
+        x, y = splits["test"]
+        test_splits = {**splits, "test": (x[:limit], y[:limit]) if limit else (x, y)}
+        context = EvalContext(out_dir=run_dir, device=device, data_info=data_info,
+                              load_split=test_splits.__getitem__,
+                              settings={"iwae_k": getattr(model, "iwae_k", 100), "batch_size": 250})
+        with torch.no_grad():
+            metrics.update(family.evaluate(net, context))
+    files = family.sample(net, SampleRequest(num_samples=int(cfg.num_samples), temperature=float(cfg.temperature),
+                                             seed=int(cfg.seed)),
+                          SampleContext(out_dir=run_dir / "samples", device=device, data_info=data_info,
+                                        load_split=load_split))
+    _log_to_tensorboard(trainer, config, metrics, files)
+    write_metrics(run_dir, {"task": "train", "status": "completed", "metrics": metrics,
+                            "epochs": trainer.current_epoch, "global_step": trainer.global_step, "data": data_info})
+    tb_dir = run_dir / "tensorboard"
+    print_summary(
+        f"genrun train: {choices.get('model')} on {choices.get('dataset')}",
+        {"data": f"{data_info.get('source')} {data_info.get('split_sizes')}"},
+        {k: v for k, v in metrics.items() if not k.endswith(("_step", "_epoch")) and "/" in k},
+        run_dir,
+        [f"tensorboard --logdir {tb_dir if tb_dir.exists() else run_dir}",
+         f"genrun sample ckpt={run_dir} temperature=0.8"],
+    )
+    return metrics.get(cfg.get("optimized_metric"))
+
+
+def _log_to_tensorboard(trainer, config: dict, metrics: dict, files: dict) -> None:
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    for logger in trainer.loggers:
+        if not isinstance(logger, TensorBoardLogger):
+            continue
+        hparam_metrics = {f"hparams/{k}": v for k, v in metrics.items() if not k.endswith("_step")}
+        logger.log_hyperparams(flat_hparams(config), hparam_metrics)
+        text = OmegaConf.to_yaml(OmegaConf.create(config))
+        logger.experiment.add_text("config", "    " + text.replace("\n", "\n    "), 0)
+        grid = files.get("grid")
+        if grid is not None:
+            import numpy as np
+            from PIL import Image
+
+            image = np.asarray(Image.open(grid).convert("RGB"))
+            logger.experiment.add_image("samples/final", image, trainer.global_step, dataformats="HWC")
+        logger.experiment.flush()
