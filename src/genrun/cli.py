@@ -54,7 +54,8 @@ def split_args(args: list[str]) -> tuple[list[str], list[str]]:
         arg = args[i]
         if arg.startswith("-"):
             flags.append(arg)
-            if arg in _FLAGS_WITH_VALUE and i + 1 < len(args) or arg in ("-i", "--info") and i + 1 < len(args) and "=" not in args[i + 1]:
+            takes_value = arg in _FLAGS_WITH_VALUE or (arg in ("-i", "--info") and "=" not in args[i + 1 : i + 2])
+            if takes_value and i + 1 < len(args):
                 flags.append(args[i + 1])
                 i += 1
         else:

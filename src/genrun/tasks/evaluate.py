@@ -33,5 +33,6 @@ def run(cfg: DictConfig):
         for name, value in metrics.items():
             if isinstance(value, (int, float)):
                 writer.add_scalar(f"evaluate/{name}", value, 0)
-    print_summary(f"genrun evaluate: {loaded.path}", {}, metrics, out_dir, [f"tensorboard --logdir {out_dir / 'tensorboard'}"])
+    print_summary(f"genrun evaluate: {loaded.path}", {}, metrics, out_dir,
+                  [f"tensorboard --logdir {out_dir / 'tensorboard'}"])
     return metrics

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genrun.errors import GenrunError
 
@@ -58,6 +58,15 @@ def _test_item_limit(cfg: DictConfig, batch_size: int) -> int | None:
     if isinstance(limit, int) and not isinstance(limit, bool):
         return batch_size * limit
     return None
+
+
+def fill_from_data(cfg: DictConfig, data_info: dict) -> None:
+    """Dataset keys left null in the config (num_classes of an image folder, vocab_size of a text) are
+    known once the data is read: fill them in, so model configs can interpolate ${dataset.<key>}."""
+    with open_dict(cfg):
+        for key, value in cfg.dataset.items():
+            if value is None and data_info.get(key) is not None:
+                cfg.dataset[key] = data_info[key]
 
 
 def flat_hparams(config: dict) -> dict:
@@ -113,6 +122,7 @@ def run(cfg: DictConfig):
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     datamodule = instantiate(cfg.dataset)
     data_info = datamodule.info()
+    fill_from_data(cfg, data_info)
     model = instantiate(cfg.model.module)
     config = OmegaConf.to_container(cfg, resolve=True)
     info = {"config": config, "family": model.family, "data": data_info,
