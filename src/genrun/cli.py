@@ -22,6 +22,7 @@ DDP_ARGS_ENV = "GENRUN_DDP_ARGS"
 # Hydra flags that consume the next argument.
 _FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
                      "-cd", "--config-dir", "--experimental-rerun", "-sc", "--shell-completion"}
+_INFO_CHOICES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 _NO_CHECK_FLAGS = {"-h", "--help", "--hydra-help", "--version", "-sc", "--shell-completion"}
 
 
@@ -54,7 +55,8 @@ def split_args(args: list[str]) -> tuple[list[str], list[str]]:
         arg = args[i]
         if arg.startswith("-"):
             flags.append(arg)
-            takes_value = arg in _FLAGS_WITH_VALUE or (arg in ("-i", "--info") and "=" not in args[i + 1 : i + 2])
+            info_choice = arg in ("-i", "--info") and args[i + 1 : i + 2] and args[i + 1] in _INFO_CHOICES
+            takes_value = arg in _FLAGS_WITH_VALUE or info_choice
             if takes_value and i + 1 < len(args):
                 flags.append(args[i + 1])
                 i += 1
