@@ -15,6 +15,7 @@ TASKS = {
     "train": "fit a model on a dataset; writes checkpoints, TensorBoard logs, samples, metrics.json",
     "sample": "draw from a trained model (newest run of model=..., or ckpt=FILE|RUN_DIR)",
     "evaluate": "measure a trained model on held-out data (likelihood, sample quality)",
+    "report": "table and plot of a sweep's overrides against final metrics: genrun report MULTIRUN_DIR",
 }
 # Environment set by a DDP parent so that the processes Lightning starts re-enter the same job.
 DDP_TASK_ENV = "GENRUN_DDP_TASK"
@@ -92,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"genrun: unknown task {task!r} (choose from {', '.join(TASKS)})\n", file=sys.stderr)
             print(usage(), file=sys.stderr)
             return 2
+        if task == "report":  # reads files only: no Hydra, no torch
+            from genrun.report import main as report_main
+
+            return report_main(args)
     from genrun.errors import GenrunError
     from genrun.overrides import check_overrides, resume_overrides
 

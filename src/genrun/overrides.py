@@ -68,7 +68,7 @@ def check_overrides(task: str, overrides: list[str]) -> None:
             continue
         parent, _, leaf = key.rpartition(".")
         node = _select(base, parent) if parent else base
-        if not isinstance(node, DictConfig) or leaf not in node:
+        if not isinstance(node, DictConfig) or node._get_node(leaf, validate_access=False) is None:  # `in` is False for ???
             where = f"'{parent}'" if parent else "the top level"
             known = ", ".join(sorted(str(k) for k in node)) if isinstance(node, DictConfig) else ""
             hint = f"; keys at {where}: {known}" if known else ""
@@ -79,7 +79,25 @@ def check_overrides(task: str, overrides: list[str]) -> None:
         default = child if isinstance(child, (DictConfig, ListConfig)) else child._value()
         for value in _values(override):
             _check_type(key, default, value)
-    _compose(task, group_args + [text for _o, text in value_args])
+    composed = _compose(task, group_args + [text for _o, text in value_args])
+    missing = _missing_keys(composed)
+    if missing:
+        raise GenrunError(f"{missing[0]} is required: pass {missing[0]}=...")
+
+
+def _missing_keys(cfg, prefix: str = "") -> list[str]:
+    """Keys still set to ??? (without resolving interpolations, which need a running Hydra job)."""
+    from omegaconf import DictConfig
+
+    found = []
+    for key in cfg.keys():
+        node = cfg._get_node(key)
+        path = f"{prefix}{key}"
+        if isinstance(node, DictConfig):
+            found += _missing_keys(node, f"{path}.")
+        elif node is not None and node._is_missing():
+            found.append(path)
+    return found
 
 
 def _select(cfg, path: str):

@@ -19,5 +19,7 @@ def _run_name(model: str | None, dataset: str | None) -> str:
 
 
 def register() -> None:
+    # Hydra's ${hydra:runtime.cwd} is not set yet when a sweep's directory is resolved; this is.
+    OmegaConf.register_new_resolver("cwd", os.getcwd, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("run_name", _run_name, replace=True)

@@ -16,6 +16,9 @@ from genrun.errors import GenrunError
 
 FAMILIES = {
     "autoencoder": "genrun.families.autoencoder",
+    "classifier": "genrun.families.classifier",
+    "text": "genrun.families.text",
+    "gan": "genrun.families.gan",
 }
 
 

@@ -113,7 +113,20 @@ def likelihood_metrics(net: Autoencoder, x: torch.Tensor, k: int, batch_size: in
 
 
 def evaluate(net: Autoencoder, context: EvalContext) -> dict[str, float]:
+    """Test likelihood; with settings['image_metrics'] (genrun evaluate's default) also the sample-quality
+    report of prior samples at settings['temperature']."""
     x = context.load_split("test")[0].to(context.device)
     net = net.to(context.device)
-    return likelihood_metrics(net, x, k=int(context.settings.get("iwae_k", 100)),
-                              batch_size=int(context.settings.get("batch_size", 250)))
+    metrics = likelihood_metrics(net, x, k=int(context.settings.get("iwae_k", 100)),
+                                 batch_size=int(context.settings.get("batch_size", 250)))
+    if context.settings.get("image_metrics", False):
+        from genrun.evaluation.image_quality import evaluate_images
+
+        temperature = float(context.settings.get("temperature", 1.0))
+
+        def generate(n: int, generator: torch.Generator) -> torch.Tensor:
+            z = net.sample_latents(n, temperature, generator)
+            return torch.cat([net.mean_image(net.decode(z[s : s + 500])).cpu() for s in range(0, n, 500)])
+
+        metrics |= evaluate_images(generate, context)
+    return metrics

@@ -29,6 +29,8 @@ class SampleRequest:
     top_p: float | None = None
     temperatures: tuple[float, ...] = (0.2, 0.5, 1.0, 1.2)
     nrow: int | None = None
+    # GAN latent arithmetic: indices (into mode=prior's samples) of groups a, b, c for mean(a) - mean(b) + mean(c).
+    arithmetic: tuple[tuple[int, ...], ...] = ((0, 1, 2), (3, 4, 5), (6, 7, 8))
 
     def generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(int(self.seed))

@@ -6,6 +6,29 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+SETTING_KEYS = ("iwae_k", "num_samples", "batch_size", "temperature", "seed", "image_metrics", "inception_weights")
+
+
+def settings_from_config(cfg: DictConfig, run_config: dict) -> dict:
+    """The plain values a family's evaluate reads (see genrun.families.base.EvalContext)."""
+    settings = {k: cfg[k] for k in SETTING_KEYS if k in cfg}
+    classifier = cfg.get("classifier") or {}
+    settings |= {"classifier_ckpt": classifier.get("ckpt"), "classifier_epochs": classifier.get("epochs"),
+                 "classifier_dir": classifier.get("cache_dir"), "dataset_config": run_config.get("dataset")}
+    return settings
+
+
+def _headline(metrics: dict) -> dict[str, str]:
+    """The lines a reader needs before the numbers: sample counts and the feature network's accuracy."""
+    lines = {}
+    if "eval/n_fake" in metrics:
+        lines["samples"] = (f"n fake {metrics['eval/n_fake']:.0f}, n real {metrics['eval/n_real']:.0f} (test split), "
+                            f"n train {metrics['eval/n_train']:.0f}")
+    if "eval/domain_fid" in metrics:
+        lines["domain FID"] = (f"features of a classifier trained on this dataset (test accuracy "
+                               f"{metrics['eval/classifier_test_acc']:.4f}); not comparable with Inception FID")
+    return lines
+
 
 def run(cfg: DictConfig):
     import torch
@@ -19,20 +42,29 @@ def run(cfg: DictConfig):
     out_dir = Path(cfg.paths.run_dir)
     loaded = load_model(cfg, choices)
     torch.manual_seed(int(cfg.seed))
-    settings = {k: cfg[k] for k in ("iwae_k", "num_samples", "batch_size", "temperature", "seed") if k in cfg}
     context = EvalContext(out_dir=out_dir, device=pick_device(str(cfg.get("device", "auto"))),
                           data_info=loaded.data_info, load_split=split_loader(loaded.run_config),
-                          settings=settings)
+                          settings=settings_from_config(cfg, loaded.run_config))
     with torch.no_grad():
         metrics = loaded.family.evaluate(loaded.net, context)
     write_metrics(out_dir, {"task": "evaluate", "status": "completed", "checkpoint": str(loaded.path),
-                            "metrics": metrics})
+                            "metrics": metrics, "data": loaded.data_info})
+    _log_to_tensorboard(out_dir, metrics)
+    print_summary(f"genrun evaluate: {loaded.path}", _headline(metrics), metrics, out_dir,
+                  [f"tensorboard --logdir {out_dir / 'tensorboard'}"])
+    return metrics
+
+
+def _log_to_tensorboard(out_dir: Path, metrics: dict) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(str(out_dir / "tensorboard")) as writer:
         for name, value in metrics.items():
             if isinstance(value, (int, float)):
                 writer.add_scalar(f"evaluate/{name}", value, 0)
-    print_summary(f"genrun evaluate: {loaded.path}", {}, metrics, out_dir,
-                  [f"tensorboard --logdir {out_dir / 'tensorboard'}"])
-    return metrics
+        for png in sorted(out_dir.glob("*.png")):
+            import numpy as np
+            from PIL import Image
+
+            writer.add_image(f"evaluate/{png.stem}", np.asarray(Image.open(png).convert("RGB")), 0,
+                             dataformats="HWC")

@@ -29,6 +29,18 @@ def _prepare_ddp_children(task: str, run_dir: Path) -> None:
     os.environ[DDP_ARGS_ENV] = json.dumps(args)
 
 
+def _leave_distributed(environment: dict) -> None:
+    """Undo what DDP set in this process (LOCAL_RANK, WORLD_SIZE, the process group), so the next job of
+    a sweep starts its own workers instead of believing it is one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for key in set(os.environ) - set(environment):
+        del os.environ[key]
+    os.environ.update(environment)
+
+
 def _callbacks(cfg: DictConfig, has_validation: bool) -> list:
     from hydra.utils import instantiate
 
@@ -130,11 +142,14 @@ def run(cfg: DictConfig):
     callbacks = [*_callbacks(cfg, datamodule.has_validation()), RunInfo(info), RNGState()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=_loggers(cfg) or False,
                           plugins=[checkpoint_io()], default_root_dir=str(run_dir))
+    environment = dict(os.environ)
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     if trainer.interrupted:
         raise GenrunError(f"training interrupted; the last checkpoint is in {checkpoint_dir}")
     # fast_dev_run and max_steps can end without an epoch-end checkpoint: always leave the final one.
     trainer.save_checkpoint(checkpoint_dir / CHECKPOINT_NAME, weights_only=False)
+    if not is_worker:
+        _leave_distributed(environment)
     if not trainer.is_global_zero:
         return None
 

@@ -1,0 +1,61 @@
+"""Inception FID and Inception Score through torchmetrics, when the weights are on this machine.
+
+torchmetrics computes them with torch-fidelity's InceptionV3 (the TensorFlow FID network). genrun never
+downloads it: pass `inception_weights=FILE` (or set GENRUN_INCEPTION_WEIGHTS), or leave torch-fidelity's
+file in torch hub's cache. Otherwise `inception_metrics` returns a one-line notice instead of numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+WEIGHTS_ENV = "GENRUN_INCEPTION_WEIGHTS"
+WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's release file name
+
+
+def find_weights(setting: str | None = None) -> Path | None:
+    candidates = [setting, os.environ.get(WEIGHTS_ENV)]
+    candidates.append(str(Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE))
+    for candidate in candidates:
+        if candidate and Path(candidate).expanduser().is_file():
+            return Path(candidate).expanduser()
+    return None
+
+
+def _rgb_uint8(images: torch.Tensor) -> torch.Tensor:
+    images = images.clamp(0, 1)
+    if images.shape[1] == 1:
+        images = images.repeat(1, 3, 1, 1)
+    return (images * 255).round().to(torch.uint8)
+
+
+def inception_metrics(real: torch.Tensor, fake: torch.Tensor, setting: str | None, device,
+                      batch_size: int = 100) -> dict[str, float] | str:
+    """{'eval/inception_fid', 'eval/inception_score', ...}, or the reason they are missing."""
+    try:
+        import torch_fidelity  # noqa: F401
+    except ImportError:
+        return "Inception FID/IS skipped: torch-fidelity is not installed (pip install torch-fidelity)"
+    weights = find_weights(setting)
+    if weights is None:
+        return (f"Inception FID/IS skipped: no local Inception weights (set inception_weights=FILE or "
+                f"{WEIGHTS_ENV} to torch-fidelity's {WEIGHTS_FILE})")
+    from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
+    from torchmetrics.image.inception import InceptionScore
+
+    fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(weights)).to(device)
+    logits_net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["logits_unbiased"],
+                                    feature_extractor_weights_path=str(weights))
+    score = InceptionScore(feature=logits_net, splits=10).to(device)
+    for images, real_flag in ((real, True), (fake, False)):
+        for start in range(0, len(images), batch_size):
+            batch = _rgb_uint8(images[start : start + batch_size]).to(device)
+            fid.update(batch, real=real_flag)
+            if not real_flag:
+                score.update(batch)
+    mean, std = score.compute()
+    return {"eval/inception_fid": float(fid.compute()), "eval/inception_score": float(mean),
+            "eval/inception_score_std": float(std)}

@@ -1,0 +1,62 @@
+"""An image classifier trained with Lightning: `genrun train model=classifier dataset=mnist`.
+
+The same network and augmentation as the domain classifier that `genrun evaluate` trains for itself, so a
+run of this model can stand in for it (`classifier.ckpt=RUN_DIR`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from genrun.nets.classifier import ConvClassifier, random_affine
+
+
+class ClassifierModule(L.LightningModule):
+    """Cross-entropy on (optionally) randomly rotated, shifted and scaled images; one-cycle learning rate."""
+
+    family = "classifier"
+
+    def __init__(self, net: ConvClassifier, optimizer: Callable, augment: bool = True, one_cycle: bool = True):
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.augment, self.one_cycle = bool(augment), bool(one_cycle)
+
+    def inference_net(self) -> ConvClassifier:
+        return self.net
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        if stage == "train" and self.augment:
+            x = random_affine(x)
+        logits = self.net(x)
+        loss = F.cross_entropy(logits, y)
+        acc = (logits.argmax(1) == y).float().mean()
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(x),
+                 sync_dist=True)
+        self.log(f"{stage}/acc", acc, on_step=on_step, on_epoch=True, prog_bar=stage != "train", batch_size=len(x),
+                 sync_dist=True)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if not self.one_cycle:
+            return optimizer
+        lr = optimizer.param_groups[0]["lr"]
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,224 @@
+"""Adversarial training with Lightning's manual optimisation: one LightningModule for gan, dcgan and cgan.
+
+Each batch: a discriminator (critic) step; every `n_critic`-th batch also a generator step, followed by
+an update of the generator's exponential moving average (EMA), which sampling and evaluation use.
+Losses (logits D(·)):
+  ns       D: softplus(-D(x)) + softplus(D(G(z)))     G: softplus(-D(G(z)))   (Goodfellow et al. 2014)
+  hinge    D: relu(1 - D(x)) + relu(1 + D(G(z)))      G: -D(G(z))             (Lim & Ye 2017; Miyato 2018)
+  wgan-gp  D: D(G(z)) - D(x) + λ (‖∇D(x̂)‖ - 1)²       G: -D(G(z))             (Gulrajani et al. 2017)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from genrun.errors import GenrunError
+from genrun.metrics.swd import sliced_wasserstein
+from genrun.nets.gan import Generator
+
+LOSSES = ("ns", "hinge", "wgan-gp")
+
+
+def discriminator_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    if kind == "ns":
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+    if kind == "hinge":
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    return fake.mean() - real.mean()
+
+
+def generator_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
+    return F.softplus(-fake).mean() if kind == "ns" else -fake.mean()
+
+
+def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                     labels: torch.Tensor | None) -> torch.Tensor:
+    """E[(‖∇D(x̂)‖₂ − 1)²] at random points x̂ between real and generated items."""
+    alpha = torch.rand(len(real), *([1] * (real.dim() - 1)), device=real.device)
+    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    score = discriminator(mixed, labels)
+    (grad,) = torch.autograd.grad(score.sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
+class GANModule(L.LightningModule):
+    """Trains `generator` against `discriminator`; batches are (items in the dataset's range, labels)."""
+
+    family = "gan"
+
+    def __init__(self, generator: Generator, discriminator: nn.Module, g_optimizer: Callable,
+                 d_optimizer: Callable, loss: str = "ns", n_critic: int = 1, gp_weight: float = 10.0,
+                 ema: bool = True, ema_decay: float = 0.999, clip_grad_norm: float | None = None,
+                 num_log_images: int = 64):
+        super().__init__()
+        self.automatic_optimization = False
+        if loss not in LOSSES:
+            raise GenrunError(f"model.loss={loss!r}: choose one of {', '.join(LOSSES)}")
+        if int(n_critic) < 1:
+            raise GenrunError(f"model.n_critic={n_critic}: must be at least 1")
+        if not 0.0 <= float(ema_decay) < 1.0:
+            raise GenrunError(f"model.ema_decay={ema_decay}: must be in [0, 1)")
+        if clip_grad_norm is not None and float(clip_grad_norm) <= 0:
+            raise GenrunError(f"model.clip_grad_norm={clip_grad_norm}: must be positive (or null for none)")
+        if loss == "wgan-gp" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()):
+            raise GenrunError("model.d_norm=batch: batch norm mixes items, which breaks WGAN-GP's per-item "
+                              "gradient penalty; use model.d_norm=auto or layer")
+        if generator.num_classes != getattr(discriminator, "num_classes", 0):
+            raise GenrunError("generator and discriminator disagree on model.num_classes")
+        self.generator, self.discriminator = generator, discriminator
+        self.g_optimizer_factory, self.d_optimizer_factory = g_optimizer, d_optimizer
+        self.loss_kind, self.n_critic, self.gp_weight = loss, int(n_critic), float(gp_weight)
+        self.ema_decay = float(ema_decay)
+        self.clip = None if clip_grad_norm is None else float(clip_grad_norm)
+        self.ema_generator = copy.deepcopy(generator).requires_grad_(False) if ema else None
+        # Step counters live in buffers so that a resumed run continues the same schedule.
+        self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("g_steps", torch.zeros((), dtype=torch.long))
+        # Fixed noise: each epoch's TensorBoard grid shows the same latents, so progress is comparable.
+        g = torch.Generator().manual_seed(0)
+        n = int(num_log_images)
+        self.register_buffer("fixed_noise", torch.randn(n, generator.latent_dim, generator=g), persistent=False)
+        labels = torch.arange(n) % generator.num_classes if generator.num_classes else torch.zeros(n)
+        self.register_buffer("fixed_labels", labels.long(), persistent=False)
+
+    @property
+    def conditional(self) -> bool:
+        return self.generator.num_classes > 0
+
+    def inference_net(self) -> Generator:
+        """The network that sampling and evaluation use: the EMA generator when EMA is on."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
+
+    def _noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.generator.latent_dim, device=self.device)
+
+    def _stop_if_not_finite(self, name: str, value: torch.Tensor, batch_idx: int) -> None:
+        if torch.isfinite(value).all():
+            return
+        where = ""
+        callback = getattr(self.trainer, "checkpoint_callback", None)
+        if callback is not None and getattr(callback, "dirpath", None):
+            where = f"; the last good checkpoint is in {callback.dirpath}"
+        raise GenrunError(
+            f"non-finite {name} ({value.item()}) at epoch {self.current_epoch}, batch {batch_idx}: training "
+            f"stopped before this step's update{where}; try a lower model.lr, model.clip_grad_norm, "
+            "or model.loss=hinge")
+
+    def _optimise(self, optimizer, loss: torch.Tensor, params, name: str, batch_idx: int) -> torch.Tensor | None:
+        self._stop_if_not_finite(f"{name} loss", loss.detach(), batch_idx)
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        norm = None
+        if self.clip is not None:
+            # Manual optimisation ignores Trainer(gradient_clip_val): clip here, before the step.
+            norm = torch.nn.utils.clip_grad_norm_(params, self.clip)
+            self._stop_if_not_finite(f"{name} gradient norm", norm.detach(), batch_idx)
+        optimizer.step()
+        return norm
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        real = self.generator.from_data(x)
+        labels = y if self.conditional else None
+        g_opt, d_opt = self.optimizers()
+
+        with torch.no_grad():
+            fake = self.generator(self._noise(len(real)), labels)
+        d_real, d_fake = self.discriminator(real, labels), self.discriminator(fake, labels)
+        d_loss = discriminator_loss(self.loss_kind, d_real, d_fake)
+        if self.loss_kind == "wgan-gp":
+            d_loss = d_loss + self.gp_weight * gradient_penalty(self.discriminator, real, fake, labels)
+        d_norm = self._optimise(d_opt, d_loss, self.discriminator.parameters(), "discriminator", batch_idx)
+        self.d_steps += 1
+        logs = {"train/d_loss": d_loss.detach(), "train/d_real": d_real.detach().mean(),
+                "train/d_fake": d_fake.detach().mean()}
+        if d_norm is not None:
+            logs["train/d_grad_norm"] = d_norm
+
+        if int(self.d_steps) % self.n_critic == 0:
+            fake = self.generator(self._noise(len(real)), labels)
+            g_loss = generator_loss(self.loss_kind, self.discriminator(fake, labels))
+            g_norm = self._optimise(g_opt, g_loss, self.generator.parameters(), "generator", batch_idx)
+            self.g_steps += 1
+            self._update_ema()
+            logs["train/g_loss"] = g_loss.detach()
+            if g_norm is not None:
+                logs["train/g_grad_norm"] = g_norm
+        shown = {k: v for k, v in logs.items() if k in ("train/d_loss", "train/g_loss")}
+        self.log_dict(shown, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(x))
+        self.log_dict({k: v for k, v in logs.items() if k not in shown}, on_step=True, on_epoch=True,
+                      batch_size=len(x))
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema_generator is None:
+            return
+        # Warm-up (as in many EMA implementations): early averages forget the random initial weights fast.
+        steps = float(self.g_steps)
+        decay = min(self.ema_decay, (1 + steps) / (10 + steps))
+        for ema, live in zip(self.ema_generator.parameters(), self.generator.parameters(), strict=True):
+            ema.lerp_(live, 1 - decay)
+        for ema, live in zip(self.ema_generator.buffers(), self.generator.buffers(), strict=True):
+            ema.copy_(live)
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Items in the dataset's range from the inference net, in eval mode."""
+        net = self.inference_net()
+        was_training = net.training
+        net.eval()
+        try:
+            return net.to_data(net(z, labels if self.conditional else None))
+        finally:
+            net.train(was_training)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        # The same noise every epoch (seeded by batch), so the curve reflects the generator, not the draw.
+        g = torch.Generator().manual_seed(batch_idx)
+        z = torch.randn(len(x), self.generator.latent_dim, generator=g).to(self.device)
+        swd = sliced_wasserstein(x, self.generate(z, y), seed=0)
+        # A GAN has no held-out likelihood: val/loss is the sliced Wasserstein distance, lower is better.
+        for name in ("val/swd", "val/loss"):
+            self.log(name, swd, on_epoch=True, prog_bar=name == "val/swd", batch_size=len(x), sync_dist=True)
+
+    @torch.no_grad()
+    def on_train_epoch_end(self) -> None:
+        experiment = getattr(self.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_image"):
+            return
+        samples = self.generate(self.fixed_noise, self.fixed_labels).float().cpu()
+        if samples.dim() == 4:
+            from genrun.images import make_grid
+
+            nrow = self.generator.num_classes if self.conditional and self.generator.num_classes <= 16 else None
+            experiment.add_image("samples/fixed_noise", make_grid(samples, nrow=nrow), self.current_epoch)
+        elif samples.shape[1:] == (2,):
+            experiment.add_figure("samples/scatter", _scatter(samples), self.current_epoch)
+
+    def configure_optimizers(self):
+        g_opt = self.g_optimizer_factory(params=self.generator.parameters())
+        d_opt = self.d_optimizer_factory(params=self.discriminator.parameters())
+        return [g_opt, d_opt]
+
+
+def _scatter(points: torch.Tensor):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
+    ax.scatter(points[:, 0], points[:, 1], s=3)
+    ax.set_aspect("equal")
+    lim = max(1.0, math.ceil(float(points.abs().max())))
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    return fig

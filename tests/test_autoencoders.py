@@ -1,0 +1,111 @@
+"""The autoencoder family end to end through the real CLI: train, outputs, sample, evaluate."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import MINI, check_ok, read_metrics, run_dirs, run_genrun
+from genrun.checkpoint import load_checkpoint
+
+
+@pytest.mark.parametrize("model", ["ae", "vae", "conv_vae", "beta_vae"])
+def test_each_model_trains_fast_dev_run_and_samples(workdir, model):
+    check_ok(run_genrun(["train", f"model={model}", MINI, "debug=fast_dev_run", "model.iwae_k=3"], workdir))
+    [run_dir] = run_dirs(workdir)
+    assert run_dir.parent.name == f"{model}_mnist"
+    metrics = read_metrics(run_dir)["metrics"]
+    assert math.isfinite(metrics["test/neg_elbo"]) and metrics["test/neg_elbo"] > 0
+    if model != "ae":
+        assert metrics["test/nll_iwae"] <= metrics["test/neg_elbo"] + 5.0  # the IWAE bound is the tighter one
+    result = check_ok(run_genrun(["sample", f"model={model}", "num_samples=9", "seed=3"], workdir))
+    [sample_dir] = run_dirs(workdir, "sample")
+    images = torch.load(sample_dir / "samples.pt", weights_only=True)
+    assert images.shape == (9, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
+    assert str(sample_dir / "samples.png") in result.stdout
+
+
+def test_run_directory_holds_everything(trained_vae):
+    [run_dir] = run_dirs(trained_vae)
+    assert run_dir.parent.name == "vae_mnist"
+    for path in (".hydra/config.yaml", ".hydra/overrides.yaml", "checkpoints/last.ckpt", "checkpoints/best.ckpt",
+                 "samples/samples.png", "samples/samples.pt", "metrics.json"):
+        assert (run_dir / path).is_file(), path
+    events = list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert events
+    payload = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    info = payload["genrun"]
+    assert info["family"] == "autoencoder" and info["data"]["source"] == "mini"
+    assert info["config"]["model"]["latent_dim"] == 20 and info["data"]["split_seed"] == 0
+    recorded = read_metrics(run_dir)
+    assert recorded["status"] == "completed" and recorded["data"]["split_sizes"]["train"] == 4500
+
+
+def test_tensorboard_has_scalars_images_hparams_and_config(trained_vae):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    [run_dir] = run_dirs(trained_vae)
+    tags = {"scalars": set(), "images": set(), "tensors": set()}
+    for event_file in (run_dir / "tensorboard").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(event_file), size_guidance={"tensors": 0, "images": 0})
+        acc.Reload()
+        for kind in tags:
+            tags[kind] |= set(acc.Tags().get(kind, []))
+    assert {"train/loss_step", "val/loss", "val/kl", "val/recon"} <= tags["scalars"]
+    assert {"samples/prior", "samples/reconstructions"} <= tags["images"]
+    assert any(tag.startswith("config") for tag in tags["tensors"])
+    plugin_dir = run_dir / "tensorboard"
+    raw = b"".join(p.read_bytes() for p in plugin_dir.glob("events.out.tfevents.*"))
+    assert b"hparams" in raw and b"model.latent_dim" in raw
+
+
+def test_sampling_is_reproducible_and_temperature_scales_spread(trained_vae):
+    def draw(*extra):
+        check_ok(run_genrun(["sample", "model=vae", "num_samples=32", *extra], trained_vae))
+        newest = max(run_dirs(trained_vae, "sample"), key=lambda p: p.stat().st_mtime)
+        return torch.load(newest / "samples.pt", weights_only=True)
+
+    a, b = draw("seed=7"), draw("seed=7")
+    assert torch.equal(a, b)
+    assert not torch.equal(a, draw("seed=8"))
+    cold, hot = draw("seed=7", "temperature=0"), draw("seed=7", "temperature=2.0")
+    assert cold.std(0).mean() < 1e-6 < hot.std(0).mean()  # T=0: every sample is the prior mean's decoding
+
+
+def test_interpolate_and_reconstruct_modes(trained_vae):
+    for mode, extra, rows in (("interpolate", ["steps=5", "interpolation=linear"], 2),
+                              ("interpolate", ["steps=4", "between=images"], 2),
+                              ("reconstruct", [], 2)):
+        check_ok(run_genrun(["sample", "model=vae", f"mode={mode}", "num_samples=8", *extra], trained_vae))
+        newest = max(run_dirs(trained_vae, "sample"), key=lambda p: p.stat().st_mtime)
+        images = torch.load(newest / "samples.pt", weights_only=True)
+        if mode == "interpolate" and "interpolation=linear" in extra:
+            assert images.shape[0] == 5 * (8 // 5)
+            # a linear path in latent space: the middle decodes between the ends, and ends differ
+            assert not torch.equal(images[0], images[4])
+        if mode == "reconstruct":
+            assert images.shape[0] == 2 * 8  # inputs above their reconstructions
+    assert rows
+
+
+def test_sample_without_checkpoint_says_how_to_train(workdir):
+    result = run_genrun(["sample", "model=conv_vae"], workdir)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "genrun train model=conv_vae" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sample_ckpt_accepts_run_dir_and_file(trained_vae):
+    [run_dir] = run_dirs(trained_vae)
+    for ckpt in (run_dir, run_dir / "checkpoints" / "best.ckpt"):
+        result = check_ok(run_genrun(["sample", f"ckpt={ckpt}", "num_samples=4"], trained_vae))
+        assert "samples.png" in result.stdout
+
+
+def test_evaluate_reports_iwae_likelihood(trained_vae):
+    result = check_ok(run_genrun(["evaluate", "model=vae", "iwae_k=5"], trained_vae))
+    [eval_dir] = run_dirs(trained_vae, "evaluate")
+    metrics = read_metrics(eval_dir)["metrics"]
+    assert metrics["test/iwae_k"] == 5 and metrics["test/nll_iwae"] > 0
+    assert "nll_iwae" in result.stdout

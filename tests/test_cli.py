@@ -1,0 +1,88 @@
+"""The command line: help, task dispatch, one-line errors, Hydra's own flags."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import MINI, check_ok, run_genrun
+
+
+def test_help_lists_tasks_groups_and_choices_without_torch(workdir):
+    code = ("import sys, runpy; sys.argv=['genrun','--help']\n"
+            "from genrun.cli import main\nmain(['--help'])\n"
+            "assert 'torch' not in sys.modules and 'lightning' not in sys.modules, 'heavy import'\n")
+    start = time.perf_counter()
+    result = check_ok(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=workdir))
+    assert time.perf_counter() - start < 20  # generous; the benchmark measures the real figure
+    out = result.stdout
+    for word in ("train", "sample", "evaluate", "model", "dataset", "trainer", "vae", "conv_vae", "beta_vae", "ae",
+                 "mnist", "image_folder", "fashion_mnist", "ddp", "experiment", "debug"):
+        assert word in out, word
+
+
+def test_console_script_and_module_agree(workdir):
+    script = Path(sys.executable).parent / "genrun"
+    a = check_ok(run_genrun(["--help"], workdir, command=[str(script)]))
+    b = check_ok(run_genrun(["--help"], workdir))
+    assert a.stdout == b.stdout
+
+
+def test_misspelt_task_prints_usage_and_exits_2(workdir):
+    result = run_genrun(["trian"], workdir)
+    assert result.returncode == 2
+    assert "unknown task 'trian'" in result.stderr and "usage:" in result.stderr
+
+
+def _one_line_error(result) -> str:
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_unknown_key_names_key_and_valid_keys(workdir):
+    line = _one_line_error(run_genrun(["train", "model.latent_dimm=3"], workdir))
+    assert "model.latent_dimm" in line and "latent_dim" in line.split("keys at")[1]
+
+
+def test_unknown_model_lists_choices(workdir):
+    line = _one_line_error(run_genrun(["train", "model=vea"], workdir))
+    assert "'vea'" in line and "vae" in line and "conv_vae" in line
+
+
+def test_unknown_dataset_in_sweep_lists_choices(workdir):
+    line = _one_line_error(run_genrun(["train", "-m", "dataset=mnist,mnits"], workdir))
+    assert "'mnits'" in line and "fashion_mnist" in line
+
+
+def test_wrong_type_names_key_and_expected_type(workdir):
+    line = _one_line_error(run_genrun(["train", "model.latent_dim=abc"], workdir))
+    assert "model.latent_dim" in line and "integer" in line
+    line = _one_line_error(run_genrun(["train", "trainer.max_epochs=1.5"], workdir))
+    assert "trainer.max_epochs" in line
+
+
+def test_unparsable_override(workdir):
+    line = _one_line_error(run_genrun(["train", "model.latent_dim=[1,"], workdir))
+    assert "override" in line
+
+
+def test_cfg_job_prints_composed_config(workdir):
+    result = check_ok(run_genrun(["train", "model=conv_vae", "--cfg", "job"], workdir))
+    assert "arch: conv" in result.stdout and "_target_: genrun.models.autoencoder.AutoencoderModule" in result.stdout
+    assert not (workdir / "outputs").exists()
+
+
+def test_info_and_append_key(workdir):
+    check_ok(run_genrun(["train", "--info", "defaults"], workdir))
+    result = check_ok(run_genrun(["train", "+extra_note=hello", "--cfg", "job"], workdir))
+    assert "extra_note: hello" in result.stdout
+
+
+def test_experiment_recipe_composes(workdir):
+    result = check_ok(run_genrun(["train", "experiment=vae_mnist", MINI, "--cfg", "job"], workdir))
+    assert "seed: 1" in result.stdout and "max_epochs: 10" in result.stdout
