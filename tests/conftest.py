@@ -25,7 +25,8 @@ def run_genrun(args: list[str], cwd: Path, timeout: int = 300, env: dict | None 
 
 
 def check_ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, f"exit {result.returncode}\nSTDOUT:\n{result.stdout[-3000:]}\nSTDERR:\n{result.stderr[-5000:]}"
+    output = f"STDOUT:\n{result.stdout[-3000:]}\nSTDERR:\n{result.stderr[-5000:]}"
+    assert result.returncode == 0, f"exit {result.returncode}\n{output}"
     return result
 
 

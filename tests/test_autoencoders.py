@@ -75,9 +75,9 @@ def test_sampling_is_reproducible_and_temperature_scales_spread(trained_vae):
 
 
 def test_interpolate_and_reconstruct_modes(trained_vae):
-    for mode, extra, rows in (("interpolate", ["steps=5", "interpolation=linear"], 2),
-                              ("interpolate", ["steps=4", "between=images"], 2),
-                              ("reconstruct", [], 2)):
+    for mode, extra in (("interpolate", ["steps=5", "interpolation=linear"]),
+                        ("interpolate", ["steps=4", "between=images"]),
+                        ("reconstruct", [])):
         check_ok(run_genrun(["sample", "model=vae", f"mode={mode}", "num_samples=8", *extra], trained_vae))
         newest = max(run_dirs(trained_vae, "sample"), key=lambda p: p.stat().st_mtime)
         images = torch.load(newest / "samples.pt", weights_only=True)
@@ -87,7 +87,6 @@ def test_interpolate_and_reconstruct_modes(trained_vae):
             assert not torch.equal(images[0], images[4])
         if mode == "reconstruct":
             assert images.shape[0] == 2 * 8  # inputs above their reconstructions
-    assert rows
 
 
 def test_sample_without_checkpoint_says_how_to_train(workdir):

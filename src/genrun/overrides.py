@@ -68,7 +68,8 @@ def check_overrides(task: str, overrides: list[str]) -> None:
             continue
         parent, _, leaf = key.rpartition(".")
         node = _select(base, parent) if parent else base
-        if not isinstance(node, DictConfig) or node._get_node(leaf, validate_access=False) is None:  # `in` is False for ???
+        # `leaf in node` is False for ??? values, so ask for the node itself
+        if not isinstance(node, DictConfig) or node._get_node(leaf, validate_access=False) is None:
             where = f"'{parent}'" if parent else "the top level"
             known = ", ".join(sorted(str(k) for k in node)) if isinstance(node, DictConfig) else ""
             hint = f"; keys at {where}: {known}" if known else ""
@@ -90,7 +91,7 @@ def _missing_keys(cfg, prefix: str = "") -> list[str]:
     from omegaconf import DictConfig
 
     found = []
-    for key in cfg.keys():
+    for key in cfg:
         node = cfg._get_node(key)
         path = f"{prefix}{key}"
         if isinstance(node, DictConfig):
