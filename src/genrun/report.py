@@ -61,8 +61,9 @@ def _is_number(value) -> bool:
 
 def find_jobs(sweep_dir: Path) -> list[Job]:
     if not sweep_dir.is_dir():
-        raise GenrunError(f"{sweep_dir}: no such directory (pass a multirun directory, e.g. outputs/multirun/train/...)")
-    dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and ((p / ".hydra").is_dir() or (p / "metrics.json").is_file())]
+        raise GenrunError(f"{sweep_dir}: no such directory (pass a multirun directory: outputs/multirun/train/...)")
+    dirs = [p for p in sweep_dir.iterdir()
+            if p.is_dir() and ((p / ".hydra").is_dir() or (p / "metrics.json").is_file())]
     if not dirs:
         raise GenrunError(f"{sweep_dir}: no jobs found (expected sub-directories with .hydra/ or metrics.json)")
 
