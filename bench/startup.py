@@ -1,0 +1,57 @@
+"""Start-up: `genrun --help` (no torch) and `genrun sample` from a VAE checkpoint (no Lightning).
+
+Targets: --help under 1 s; sample under 5 s wall. Also the import cost of torch alone and of
+torch + lightning + hydra + torchvision, for context. Median of ROUNDS runs each.
+Run: .venv/bin/python bench/startup.py [ROUNDS]
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+from common import REPO, RUNS, genrun, machine, write_result
+
+
+def timed(cmd: list[str], rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(rounds: int = 5) -> None:
+    run_dir = RUNS / "startup_vae"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    genrun(["train", "dataset.source=mini", "debug=fast_dev_run", "model.iwae_k=2"], run_dir)
+    py = sys.executable
+    figures = {
+        "genrun --help": timed([py, "-m", "genrun", "--help"], rounds),
+        "genrun sample (VAE, 64 samples)": timed(
+            [py, "-m", "genrun", "sample", f"ckpt={run_dir}", f"hydra.run.dir={RUNS / 'startup_sample'}"], rounds),
+        "import torch": timed([py, "-c", "import torch"], rounds),
+        "import torch, lightning, hydra, torchvision": timed(
+            [py, "-c", "import torch, lightning, hydra, torchvision"], rounds),
+    }
+    rows = "".join(f"| `{name}` | {seconds:.2f} |\n" for name, seconds in figures.items())
+    write_result("startup", f"""# Start-up times (median of {rounds}, wall seconds, whole process)
+
+Command: `.venv/bin/python bench/startup.py {rounds}`
+Machine: `{json.dumps(machine())}`
+
+| command | seconds |
+|---|---|
+{rows}
+Targets: `genrun --help` < 1 s (it imports no torch); `genrun sample` < 5 s (it imports no Lightning
+and no torchvision).
+""")
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:2]))

@@ -1,0 +1,1 @@
+"""LightningDataModules: every dataset becomes (inputs, labels) tensors held in memory."""

@@ -1,0 +1,85 @@
+"""A LightningDataModule for datasets small enough to live in memory as tensors."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from genrun.data.loaders import TensorBatchLoader
+
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+def split_off(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int) -> tuple[Split, Split]:
+    """A seeded random split: (kept, held_out) with round(fraction * n) items held out."""
+    n_out = int(round(len(x) * fraction))
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    kept, out = order[n_out:], order[:n_out]
+    return (x[kept], y[kept]), (x[out], y[out])
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Subclasses implement `load()` returning {'train', 'val', 'test'} -> (inputs, labels) tensors.
+
+    Tensors are loaded once, moved to the training device, and served by TensorBatchLoader.
+    `info()` is a plain dict saved with every checkpoint (shape, classes, source, split sizes).
+    """
+
+    def __init__(self, batch_size: int = 128, shuffle_seed: int = 0):
+        super().__init__()
+        self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            from genrun.errors import GenrunError
+
+            raise GenrunError(f"dataset.batch_size={batch_size}: must be at least 1")
+        self.generator = torch.Generator().manual_seed(int(shuffle_seed))
+        self.splits: dict[str, Split] | None = None
+        self.details: dict = {}
+
+    def load(self) -> dict[str, Split]:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is None:
+            self.splits = self.load()
+        device = self._device()
+        if self.splits["train"][0].device != device:
+            self.splits = {name: tuple(t.to(device) for t in pair) for name, pair in self.splits.items()}
+
+    def _device(self) -> torch.device:
+        trainer = getattr(self, "_trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def info(self) -> dict:
+        self.setup()
+        sizes = {name: len(pair[0]) for name, pair in self.splits.items()}
+        x = self.splits["train"][0]
+        return {"shape": list(x.shape[1:]), "split_sizes": sizes, **self.details}
+
+    def _loader(self, split: str, shuffle: bool) -> TensorBatchLoader:
+        self.setup()
+        x, y = self.splits[split]
+        return TensorBatchLoader((x, y), self.batch_size, shuffle=shuffle,
+                                 generator=self.generator if shuffle else None)
+
+    def train_dataloader(self):
+        return self._loader("train", shuffle=True)
+
+    def has_validation(self) -> bool:
+        self.setup()
+        return len(self.splits["val"][0]) > 0
+
+    def val_dataloader(self):
+        self.setup()
+        if len(self.splits["val"][0]) == 0:
+            return []
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self):
+        return self._loader("test", shuffle=False)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
