@@ -18,6 +18,7 @@ from genrun.families.base import (
 from genrun.images import interleave_rows, save_grid
 from genrun.metrics.likelihood import bits_per_dim, elbo_terms, iwae_nll
 from genrun.nets.autoencoder import Autoencoder
+from genrun.progress import track
 
 MODES = ("prior", "interpolate", "reconstruct")
 
@@ -94,7 +95,8 @@ def likelihood_metrics(net: Autoencoder, x: torch.Tensor, k: int, batch_size: in
     """Negative ELBO (and its parts) and, for a VAE, the IWAE NLL, averaged over `x`; nats per image."""
     torch.manual_seed(generator_seed)
     totals = {"neg_elbo": 0.0, "recon": 0.0, "kl": 0.0, "nll_iwae": 0.0}
-    for start in range(0, len(x), batch_size):
+    starts = range(0, len(x), batch_size)
+    for start in track(starts, f"likelihood on {len(x)} images", total=len(starts)):
         batch = x[start : start + batch_size]
         terms = elbo_terms(net, batch)
         for name in ("neg_elbo", "recon", "kl"):
