@@ -4,27 +4,35 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 
 from conftest import MINI, check_ok, read_metrics, run_dirs, run_genrun
 from genrun.checkpoint import load_checkpoint
 
+MODELS = ["ae", "vae", "conv_vae", "beta_vae"]
 
-@pytest.mark.parametrize("model", ["ae", "vae", "conv_vae", "beta_vae"])
-def test_each_model_trains_fast_dev_run_and_samples(workdir, model):
-    check_ok(run_genrun(["train", f"model={model}", MINI, "debug=fast_dev_run", "model.iwae_k=3"], workdir))
-    [run_dir] = run_dirs(workdir)
-    assert run_dir.parent.name == f"{model}_mnist"
-    metrics = read_metrics(run_dir)["metrics"]
-    assert math.isfinite(metrics["test/neg_elbo"]) and metrics["test/neg_elbo"] > 0
-    if model != "ae":
-        assert metrics["test/nll_iwae"] <= metrics["test/neg_elbo"] + 5.0  # the IWAE bound is the tighter one
-    result = check_ok(run_genrun(["sample", f"model={model}", "num_samples=9", "seed=3"], workdir))
-    [sample_dir] = run_dirs(workdir, "sample")
-    images = torch.load(sample_dir / "samples.pt", weights_only=True)
-    assert images.shape == (9, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
-    assert str(sample_dir / "samples.png") in result.stdout
+
+def test_each_model_trains_fast_dev_run_in_a_sweep_and_samples(workdir):
+    """One `-m` sweep trains every autoencoder (one job directory each); then each one samples."""
+    check_ok(run_genrun(["train", "-m", f"model={','.join(MODELS)}", MINI, "debug=fast_dev_run", "model.iwae_k=3"],
+                        workdir))
+    [sweep] = list((workdir / "outputs" / "multirun" / "train").iterdir())
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [j.name for j in jobs] == [f"{i}_{m}_mnist" for i, m in enumerate(MODELS)]
+    for job, model in zip(jobs, MODELS, strict=True):
+        assert f"model={model}" in (job / ".hydra" / "overrides.yaml").read_text()
+        assert (job / "checkpoints" / "last.ckpt").is_file()
+        metrics = read_metrics(job)["metrics"]
+        assert math.isfinite(metrics["test/neg_elbo"]) and metrics["test/neg_elbo"] > 0
+        if model != "ae":
+            assert metrics["test/nll_iwae"] <= metrics["test/neg_elbo"] + 5.0  # the IWAE bound is the tighter one
+        result = check_ok(run_genrun(["sample", f"model={model}", "num_samples=9", "seed=3"], workdir))
+        sample_dir = max(run_dirs(workdir, "sample"), key=lambda p: p.stat().st_mtime)
+        assert sample_dir.parent.name.startswith(f"{model}_")
+        images = torch.load(sample_dir / "samples.pt", weights_only=True)
+        assert images.shape == (9, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
+        assert str(sample_dir / "samples.png") in result.stdout
+        assert str(job / "checkpoints" / "last.ckpt") in result.stdout  # the newest run of exactly that model
 
 
 def test_run_directory_holds_everything(trained_vae):

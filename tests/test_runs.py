@@ -13,20 +13,6 @@ from conftest import MINI, check_ok, read_metrics, run_dirs, run_genrun
 SHORT = [MINI, "trainer.limit_train_batches=4", "trainer.limit_val_batches=2", "test=false", "num_samples=4"]
 
 
-def test_two_job_sweep_writes_one_run_directory_per_job(workdir):
-    result = check_ok(run_genrun(["train", "-m", "model=vae", "model.latent_dim=2,4", "debug=fast_dev_run", MINI,
-                                  "model.iwae_k=2"], workdir))
-    [sweep] = list((workdir / "outputs" / "multirun" / "train").iterdir())
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert [j.name for j in jobs] == ["0_vae_mnist", "1_vae_mnist"], result.stdout
-    for job, latent in zip(jobs, (2, 4), strict=True):
-        assert read_metrics(job)["status"] == "completed"
-        assert f"model.latent_dim={latent}" in (job / ".hydra" / "overrides.yaml").read_text()
-        assert (job / "checkpoints" / "last.ckpt").is_file()
-    # sample finds the newest checkpoint of the model inside the sweep too
-    check_ok(run_genrun(["sample", "model=vae", "num_samples=4"], workdir))
-
-
 def test_ddp_on_two_cpu_processes_shares_one_run(workdir):
     check_ok(run_genrun(["train", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", *SHORT,
                          "trainer.max_epochs=1"], workdir, timeout=400))
