@@ -18,8 +18,25 @@ def _run_name(model: str | None, dataset: str | None) -> str:
     return f"{model or 'any'}_{dataset or 'any'}"
 
 
+def _checkpoint_run_name(ckpt, model, dataset, output_root) -> str:
+    """`<model>_<dataset>` of the run whose checkpoint sample/evaluate will use (read from its run.json)."""
+    import json
+    from pathlib import Path
+
+    from genrun.errors import GenrunError
+    from genrun.runs import RUN_FILE, locate_checkpoint
+
+    try:
+        checkpoint = locate_checkpoint(ckpt, output_root, model, dataset)
+        run = json.loads((Path(checkpoint).parents[1] / RUN_FILE).read_text())
+        return _run_name(run.get("model"), run.get("dataset"))
+    except (GenrunError, OSError, ValueError):
+        return _run_name(model, dataset)  # the task itself reports a missing checkpoint
+
+
 def register() -> None:
     # Hydra's ${hydra:runtime.cwd} is not set yet when a sweep's directory is resolved; this is.
     OmegaConf.register_new_resolver("cwd", os.getcwd, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("run_name", _run_name, replace=True)
+    OmegaConf.register_new_resolver("checkpoint_run_name", _checkpoint_run_name, use_cache=True, replace=True)
