@@ -165,3 +165,13 @@ def test_ema_generator_is_what_sampling_rebuilds():
                                                  "shape": [2], "hidden_dims": [16]}}}}
     rebuilt = build_net(config, module.state_dict())
     assert all(torch.equal(rebuilt.state_dict()[k], ema[k]) for k in ema)
+
+
+@pytest.mark.parametrize("loss", ["hinge", "wgan-gp"])
+def test_other_losses_train_with_n_critic(loss):
+    torch.manual_seed(0)
+    module = _toy_module(loss=loss, n_critic=2)
+    quiet_trainer(max_steps=6, enable_checkpointing=False, limit_val_batches=0).fit(
+        module, Toy2DDataModule(n_train=256, n_val=0, batch_size=64))
+    assert (int(module.d_steps), int(module.g_steps)) == (4, 2)
+    assert all(torch.isfinite(p).all() for p in module.parameters())

@@ -135,7 +135,7 @@ def plot(jobs: list[Job], keys: list[str], metrics: list[str], path: Path) -> Pa
                 ax.text(value, i, f" {_fmt(value)}", va="center", fontsize=8)
         ax.set_title(metric, fontsize=9)
         ax.set_yticks(positions, labels, fontsize=8)
-        ax.invert_yaxis()
+        ax.set_ylim(len(jobs) - 0.5, -0.5)  # first job on top; rows without bars keep their place
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -190,7 +190,7 @@ def evaluate(net: Generator, context: EvalContext) -> dict[str, float]:
             raise
         log.warning("genrun.evaluation is not installed: reporting the sliced Wasserstein distance only")
         return metrics
-    return {**evaluate_images(generate, context), **metrics}
+    return {**evaluate_images(generate, context, conditional=bool(net.num_classes)), **metrics}
 
 
 def _swd_metrics(generate, context: EvalContext, n: int) -> dict[str, float]:
