@@ -24,7 +24,7 @@ from genrun.nets.classifier import ConvClassifier, random_affine
 
 log = logging.getLogger(__name__)
 # The training recipe of the cached classifier; changing it changes the cache key.
-RECIPE = {"width": 32, "feature_dim": 128, "dropout": 0.3, "epochs": 15, "batch_size": 128, "lr": 3e-3,
+RECIPE = {"width": 16, "feature_dim": 128, "dropout": 0.3, "epochs": 15, "batch_size": 128, "lr": 3e-3,
           "weight_decay": 5e-4, "seed": 0, "version": 1}
 EPOCHS_ENV = "GENRUN_CLASSIFIER_EPOCHS"
 CHECKPOINT_FILE = "classifier.ckpt"

@@ -22,10 +22,14 @@ def _stages(image_size: int) -> int:
 
 
 class ConvClassifier(nn.Module):
-    """Blocks of two 3x3 conv + batch norm + ReLU then 2x max-pooling, global average pooling, a
-    `feature_dim` hidden layer and the class logits. Inputs are images in [0, 1]."""
+    """3x3 conv + batch norm + ReLU + 2x max-pooling stages (widths doubling from `width`), one more conv at
+    the smallest size, a `feature_dim` hidden layer, the class logits. Inputs are images in [0, 1].
 
-    def __init__(self, channels: int, image_size: int, num_classes: int, width: int = 32,
+    Sized for two CPU cores: about 2.3M multiply-adds per 28x28 image (width 16), so evaluating thousands
+    of samples takes seconds and training it on 4,500 digits about a minute.
+    """
+
+    def __init__(self, channels: int, image_size: int, num_classes: int, width: int = 16,
                  feature_dim: int = 128, dropout: float = 0.3):
         super().__init__()
         if not num_classes or num_classes < 2:
@@ -33,15 +37,18 @@ class ConvClassifier(nn.Module):
         self.channels, self.image_size, self.num_classes = channels, image_size, num_classes
         self.feature_dim = feature_dim
         layers: list[nn.Module] = []
-        c_in = channels
-        for i in range(_stages(image_size)):
+        c_in, size = channels, image_size
+        stages = _stages(image_size)
+        for i in range(stages + 1):
             c_out = width * 2**i
-            for _ in range(2):
-                layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
-                c_in = c_out
-            layers.append(nn.MaxPool2d(2))
-        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.hidden = nn.Sequential(nn.Linear(c_in, feature_dim), nn.BatchNorm1d(feature_dim), nn.ReLU())
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+            if i < stages:
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+            c_in = c_out
+        self.body = nn.Sequential(*layers, nn.Flatten())
+        self.hidden = nn.Sequential(nn.Linear(c_in * size * size, feature_dim), nn.BatchNorm1d(feature_dim),
+                                    nn.ReLU())
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(feature_dim, num_classes)
 
