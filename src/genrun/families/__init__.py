@@ -17,7 +17,6 @@ from genrun.errors import GenrunError
 FAMILIES = {
     "autoencoder": "genrun.families.autoencoder",
     "classifier": "genrun.families.classifier",
-    "classifier": "genrun.families.classifier",
     "text": "genrun.families.text",
     "gan": "genrun.families.gan",
 }
