@@ -182,8 +182,8 @@ class TextDataModule(InMemoryDataModule):
         train_text, val_text = text[: len(text) - n_val], text[len(text) - n_val :]
         tokenizer = build_tokenizer(self.tokenizer_kind, train_text)
         unseen = tokenizer.unknown(val_text)
-        if unseen:
-            tokenizer = CharTokenizer([*tokenizer.vocab, UNKNOWN] if UNKNOWN not in tokenizer.index else tokenizer.vocab)
+        if unseen and UNKNOWN not in tokenizer.index:
+            tokenizer = CharTokenizer([*tokenizer.vocab, UNKNOWN])
         self.tokenizer = tokenizer
         train, val = encode(train_text, tokenizer), encode(val_text, tokenizer)
         if len(train) < self.block_size + 2:
@@ -300,11 +300,13 @@ class PythonSourceDataModule(TextDataModule):
     def read_text(self) -> tuple[str, str]:
         root = Path(sysconfig.get_paths()["stdlib"])
         skip = {"site-packages", "dist-packages"} | (set() if self.include_tests else {"test", "tests", "idle_test"})
+        files = []
+        for folder, subdirs, names in os.walk(root):
+            subdirs[:] = [d for d in subdirs if d not in skip]  # prune: site-packages can be huge
+            files += [Path(folder, name) for name in names if name.endswith(".py")]
         parts, total = [], 0
-        for path in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
+        for path in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
             rel = path.relative_to(root)
-            if skip & set(rel.parts):
-                continue
             try:
                 text = path.read_text(encoding="utf-8")
             except (UnicodeDecodeError, OSError):

@@ -22,7 +22,7 @@ from genrun.sampling.generate import generate
 
 MODES = ("prior", "sample", "temperatures")
 # Beyond this many samples, only the first is shown on the terminal; all are in samples.txt.
-MAX_PRINTED = 10
+MAX_PRINTED = 5
 
 
 def build_net(run_config: dict, state_dict: dict) -> torch.nn.Module:

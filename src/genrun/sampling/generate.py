@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 
 from genrun.sampling.decoders import decoder_for
 from genrun.sampling.filters import next_token
+
+
+@contextmanager
+def _one_cpu_thread(device: torch.device):
+    """Per-token work is too small to share among CPU threads; on a busy machine extra threads only spin."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @torch.no_grad()
@@ -22,15 +37,16 @@ def generate(net, prompt: torch.Tensor, max_new_tokens: int, temperature: float 
     net.eval()
     decoder = decoder_for(net, prompt.shape[0], use_cache)
     out = torch.empty(prompt.shape[0], max_new_tokens, dtype=torch.long, device=prompt.device)
-    try:
-        logits = decoder.prefill(prompt)
-        for i in range(max_new_tokens):
-            token = next_token(logits, temperature, top_k, top_p, generator)
-            out[:, i] = token
-            if on_token is not None:
-                on_token(token)
-            if i + 1 < max_new_tokens:
-                logits = decoder.step(token)
-    finally:
-        net.train(was_training)
+    with _one_cpu_thread(prompt.device):
+        try:
+            logits = decoder.prefill(prompt)
+            for i in range(max_new_tokens):
+                token = next_token(logits, temperature, top_k, top_p, generator)
+                out[:, i] = token
+                if on_token is not None:
+                    on_token(token)
+                if i + 1 < max_new_tokens:
+                    logits = decoder.step(token)
+        finally:
+            net.train(was_training)
     return out
