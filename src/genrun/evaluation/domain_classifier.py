@@ -42,7 +42,13 @@ def fit(net: ConvClassifier, x: torch.Tensor, y: torch.Tensor, epochs: int, batc
         lr: float = 3e-3, weight_decay: float = 5e-4, seed: int = 0, device: torch.device | str = "cpu"
         ) -> ConvClassifier:
     """Cross-entropy on augmented batches, AdamW with a one-cycle learning rate: no Lightning, so it also
-    runs inside the evaluation at the end of a (possibly distributed) training run."""
+    runs inside the evaluation at the end of a (possibly distributed) training run. Evaluation runs under
+    torch.no_grad(), so gradients are switched back on here."""
+    with torch.enable_grad():
+        return _fit(net, x, y, epochs, batch_size, lr, weight_decay, seed, device)
+
+
+def _fit(net, x, y, epochs, batch_size, lr, weight_decay, seed, device) -> ConvClassifier:
     generator = torch.Generator().manual_seed(seed)
     net = net.to(device).train()
     steps_per_epoch = -(-len(x) // batch_size)
