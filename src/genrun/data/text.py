@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from genrun.data.base import InMemoryDataModule
+from genrun.data.loaders import _rank_and_world
 from genrun.data.tokenizers import UNKNOWN, CharTokenizer, build_tokenizer
 from genrun.errors import GenrunError
 
@@ -88,7 +89,6 @@ class RandomWindowLoader:
 
     def __iter__(self):
         epoch, start = self.position()
-        start = start if start < len(self) else 0
         generator = _epoch_generator(self.seed, epoch)
         high = len(self.stream) - self.block_size
         device = self.stream.device
@@ -116,7 +116,6 @@ class ContiguousLoader:
 
     def __iter__(self):
         epoch, start = self.position()
-        start = start if start < len(self) else 0
         shift = int(torch.randint(self.block_size, (1,), generator=_epoch_generator(self.seed, epoch)))
         starts = shift + torch.arange(self.batch_size) * self.row_length
         steps = torch.arange(self.block_size + 1)
@@ -167,6 +166,7 @@ class TextDataModule(InMemoryDataModule):
         self.requested_vocab_size = vocab_size
         self.tokenizer = None
         self.streams: dict[str, torch.Tensor] = {}
+        self.train_dataloader_cache = None
 
     def read_text(self) -> tuple[str, str]:
         """(text, a description of where it came from)."""
@@ -209,6 +209,10 @@ class TextDataModule(InMemoryDataModule):
     def _what(self) -> str:
         return f"dataset.path={self.path}" if self.path else f"dataset={self.name}"
 
+    def _device(self) -> torch.device:
+        trainer = getattr(self, "trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)
         device = self._device()
@@ -219,17 +223,31 @@ class TextDataModule(InMemoryDataModule):
         sizes = {name: len(pair[0]) for name, pair in self.splits.items()}
         return {**self.details, "split_sizes": sizes, "split_unit": f"windows of {self.block_size} tokens"}
 
-    def _position(self) -> tuple[int, int]:
-        """(epoch, batches of it already trained): the loaders resume mid-epoch from it."""
-        trainer = getattr(self, "_trainer", None)
+    def position(self) -> tuple[int, int]:
+        """(data epoch, batches of it already trained), counted from the batches trained so far.
+
+        Not Lightning's epoch counter: a run stopped by max_steps is saved as if its epoch had ended, so
+        after a resume that counter is one ahead of the data.
+        """
+        trainer = getattr(self, "trainer", None)
         if trainer is None:
             return 0, 0
-        return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        done = trainer.fit_loop.epoch_loop.batch_progress.total.completed
+        per_epoch = len(self.train_dataloader_cache) if self.train_dataloader_cache is not None else 1
+        limit = trainer.limit_train_batches
+        if isinstance(limit, int) and not isinstance(limit, bool):
+            per_epoch = min(per_epoch, limit)
+        elif isinstance(limit, float) and limit < 1.0:
+            per_epoch = max(1, int(per_epoch * limit))
+        return divmod(done, max(1, per_epoch))
 
     def train_dataloader(self):
         self.setup()
         cls = RandomWindowLoader if self.batch_order == "random" else ContiguousLoader
-        return cls(self.streams["train"], self.batch_size, self.block_size, self.seed, self._position)
+        rank, _world = _rank_and_world()  # each DDP process draws its own windows
+        self.train_dataloader_cache = cls(self.streams["train"], self.batch_size, self.block_size,
+                                          self.seed + 7919 * rank, self.position)
+        return self.train_dataloader_cache
 
     def _eval_loader(self, split: str):
         self.setup()

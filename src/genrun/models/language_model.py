@@ -108,7 +108,8 @@ class LanguageModelModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         # A new epoch's rows start elsewhere in the text; a carried state restored from a checkpoint is
         # kept only when resuming mid-epoch.
-        if self.trainer.fit_loop.epoch_loop.batch_progress.current.completed == 0:
+        position = getattr(getattr(self.trainer, "datamodule", None), "position", None)
+        if position is None or position()[1] == 0:
             self._state["train"] = None
 
     def on_validation_epoch_start(self) -> None:
