@@ -25,6 +25,11 @@ def main() -> None:
                      env={"GENRUN_DATA_DIR": str(data_dir)})
     wall = time.perf_counter() - start
     m = metrics["metrics"]
+    same_dir = RUNS / "vae_quality_reference_recipe"
+    shutil.rmtree(same_dir, ignore_errors=True)
+    same = genrun(["train", "experiment=vae_mnist", "dataset.source=mini", "dataset.val_fraction=0",
+                   "trainer.accelerator=cpu", "model.lr=1e-3", "model.iwae_k=0"], same_dir,
+                  env={"GENRUN_DATA_DIR": str(data_dir)})["metrics"]
     start = time.perf_counter()
     plain = json.loads(subprocess.run([sys.executable, str(BENCH / "plain_vae.py"), "10", str(data_dir)],
                                       check=True, capture_output=True, text=True).stdout)
@@ -37,12 +42,15 @@ Machine: `{json.dumps(machine())}`
 
 | | test −ELBO (nats/image) | IWAE NLL k=100 | bits/dim | test images | wall (s, whole command) |
 |---|---|---|---|---|---|
-| genrun | {m['test/neg_elbo']:.1f} | {m['test/nll_iwae']:.1f} | {m['test/bits_per_dim']:.4f} \
-| {m['test/n_images']} | {wall:.1f} |
-| plain loop | {plain['test_neg_elbo']:.1f} | – | – | 10000 | {plain_wall:.1f} |
+| genrun, `experiment=vae_mnist` (Adam 2e-3) | {m['test/neg_elbo']:.1f} | {m['test/nll_iwae']:.1f} \
+| {m['test/bits_per_dim']:.4f} | {m['test/n_images']} | {wall:.1f} |
+| genrun, reference recipe (`model.lr=1e-3`) | {same['test/neg_elbo']:.1f} | – | – | {same['test/n_images']} | – |
+| plain loop, reference recipe (Adam 1e-3) | {plain['test_neg_elbo']:.1f} | – | – | 10000 | {plain_wall:.1f} |
 
 Data source recorded by genrun: {metrics['data']['source']}, test split: {metrics['data']['test_split']}.
-Target: genrun's test −ELBO ≤ 133 nats/image. genrun's wall time includes start-up, the IWAE evaluation
+Target: genrun's test −ELBO ≤ 133 nats/image. At the reference recipe genrun and the plain loop agree
+within seed noise; the experiment's larger step size is what buys the ~7 nats in the same 10 epochs.
+genrun's wall time includes start-up, the IWAE evaluation
 (100 importance samples × 10,000 images), samples and TensorBoard logging.
 """)
 
