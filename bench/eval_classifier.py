@@ -19,8 +19,7 @@ import numpy as np
 import torch
 
 from genrun.data.mnist import MNISTDataModule
-from genrun.evaluation.domain_classifier import RECIPE, accuracy, fit, net_config
-from genrun.nets.classifier import ConvClassifier
+from genrun.evaluation.domain_classifier import RECIPE, accuracy, train_recipe
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -54,10 +53,8 @@ def main() -> None:
     xt = torch.from_numpy(read_idx(root / "t10k-images-idx3-ubyte.gz").copy()).float().div(255).unsqueeze(1)
     yt = torch.from_numpy(read_idx(root / "t10k-labels-idx1-ubyte.gz").astype(np.int64))
     info = {"channels": 1, "image_size": 28, "num_classes": 10}
-    config = {k: v for k, v in net_config(info, {**RECIPE, "epochs": args.epochs}).items() if k != "_target_"}
     started = time.perf_counter()
-    net = fit(ConvClassifier(**config), x, y, epochs=args.epochs, batch_size=RECIPE["batch_size"], lr=RECIPE["lr"],
-              weight_decay=RECIPE["weight_decay"], seed=RECIPE["seed"])
+    net = train_recipe(x, y, info, {**RECIPE, "epochs": args.epochs})
     seconds = time.perf_counter() - started
     print(f"train {len(x)} images, {args.epochs} epochs: {seconds:.1f} s wall")
     print(f"validation split accuracy ({len(xv)} images): {accuracy(net, xv, yv):.4f}")
