@@ -7,12 +7,18 @@ import math
 import pytest
 import torch
 
-from conftest import check_ok, read_metrics, run_dirs, run_genrun
+from conftest import check_ok, read_metrics, run_dirs
+from conftest import run_genrun as _run_genrun
 from genrun.checkpoint import load_checkpoint
 
 TINY_GPT = ["model=gpt", "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=32",
             "model.sample_length=20", "dataset.batch_size=16", "dataset.eval_batch_size=8"]
 SOURCE = ["dataset=python_source", "dataset.max_chars=40000"]
+
+
+def run_genrun(args, cwd):
+    """Tiny nets gain nothing from a second thread, and on a shared machine its spinning costs seconds."""
+    return _run_genrun(args, cwd, env={"OMP_NUM_THREADS": "1"})
 
 
 def _newest(root, task):

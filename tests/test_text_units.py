@@ -20,6 +20,15 @@ from genrun.sampling import generate, next_token
 from genrun.sampling.decoders import GPTCachedDecoder, GPTWindowDecoder
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny nets: a second thread only spins (badly so on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _module(tmp_path, text: str | bytes, **kwargs) -> TextDataModule:
     path = tmp_path / "corpus.txt"
     path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
