@@ -47,7 +47,7 @@ class InMemoryDataModule(L.LightningDataModule):
             self.splits = {name: tuple(t.to(device) for t in pair) for name, pair in self.splits.items()}
 
     def _device(self) -> torch.device:
-        trainer = getattr(self, "_trainer", None)
+        trainer = getattr(self, "trainer", None)  # set by Lightning when it runs this datamodule
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
     def info(self) -> dict:

@@ -131,6 +131,8 @@ def run(cfg: DictConfig):
         _prepare_ddp_children("train", run_dir)
 
     quiet_library_logs()
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     datamodule = instantiate(cfg.dataset)
     data_info = datamodule.info()
