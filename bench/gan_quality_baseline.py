@@ -44,7 +44,7 @@ def main() -> int:
     for name, overrides in MODELS.items():
         started = time.perf_counter()
         train = genrun(["train", *overrides, "dataset.source=mini", "trainer.max_epochs=1000",
-                        f"+trainer.max_time=00:{budget}", "test=false", "logger=csv"])
+                        f"trainer.max_time=00:{budget}", "test=false", "logger=csv"])
         if train.returncode:
             print(train.stderr[-3000:])
             return 1
