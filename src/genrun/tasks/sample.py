@@ -24,7 +24,21 @@ def request_from_config(cfg: DictConfig):
         prompt=None if cfg.prompt is None else str(cfg.prompt), max_new_tokens=int(cfg.max_new_tokens),
         top_k=None if cfg.top_k is None else int(cfg.top_k), top_p=None if cfg.top_p is None else float(cfg.top_p),
         temperatures=tuple(float(t) for t in cfg.temperatures), nrow=None if cfg.nrow is None else int(cfg.nrow),
+        arithmetic=_arithmetic_groups(cfg),
     )
+
+
+def _arithmetic_groups(cfg: DictConfig) -> tuple[tuple[int, ...], ...]:
+    groups = []
+    for key in ("a", "b", "c"):
+        indices = cfg.arithmetic[key]
+        try:
+            groups.append(tuple(int(i) for i in indices))
+        except (TypeError, ValueError):
+            raise GenrunError(f"arithmetic.{key}={indices}: expected a list of sample indices like [0,1,2]") from None
+        if not groups[-1]:
+            raise GenrunError(f"arithmetic.{key}: needs at least one sample index")
+    return tuple(groups)
 
 
 def run(cfg: DictConfig):

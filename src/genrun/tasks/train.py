@@ -138,6 +138,9 @@ def run(cfg: DictConfig):
     data_info = datamodule.info()
     fill_from_data(cfg, data_info)
     model = instantiate(cfg.model.module)
+    if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val"):
+        raise GenrunError("trainer.gradient_clip_val does not apply to models that step their own optimisers "
+                          f"(model={choices.get('model')}); clip with model.clip_grad_norm=... instead")
     config = OmegaConf.to_container(cfg, resolve=True)
     info = {"config": config, "family": model.family, "data": data_info,
             "choices": {"model": choices.get("model"), "dataset": choices.get("dataset")}}
