@@ -75,7 +75,7 @@ def _labelled_grid(x, predicted, confidence, correct, names, path: Path, nrow: i
         pixels = pixels.expand(3, -1, -1) if pixels.shape[0] == 1 else pixels
         tile = Image.fromarray(pixels.permute(1, 2, 0).numpy()).resize((tw, th), Image.NEAREST)
         canvas.paste(tile, (left, top))
-        text = f"{names[int(predicted[i])]} {float(confidence[i]):.2f}"
+        text = f"{names[int(predicted[i])]}: {float(confidence[i]):.2f}"
         draw.text((left, top + th + 1), text[:12], fill=(0, 0, 0) if correct[i] else (200, 0, 0))
     canvas.save(path)
     return path
