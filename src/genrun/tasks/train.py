@@ -173,7 +173,9 @@ def run(cfg: DictConfig):
         test_splits = {**splits, "test": (x[:limit], y[:limit]) if limit else (x, y)}
         context = EvalContext(out_dir=run_dir, device=device, data_info=data_info,
                               load_split=test_splits.__getitem__,
-                              settings={"iwae_k": getattr(model, "iwae_k", 100), "batch_size": 250})
+                              settings={"iwae_k": getattr(model, "iwae_k", 100), "batch_size": 250,
+                                        "classifier_dir": str(Path(cfg.paths.output_root) / ".cache" / "classifiers"),
+                                        "dataset_config": config["dataset"]})
         with torch.no_grad():
             metrics.update(family.evaluate(net, context))
     files = family.sample(net, SampleRequest(num_samples=int(cfg.num_samples), temperature=float(cfg.temperature),
