@@ -8,12 +8,14 @@ from lightning.pytorch.callbacks import Callback
 
 
 class Throughput(Callback):
-    """Logs `perf/train_items_per_sec` each epoch; validation inside the epoch is not counted."""
+    """Logs `perf/train_items_per_sec`: items over seconds of every epoch after the first (which pays
+    one-off warm-up costs), or of the first when there is only one. Validation is not counted."""
 
     def __init__(self):
         self._start = None
         self._elapsed = 0.0
         self._items = 0
+        self._totals = [0, 0.0]  # items, seconds over the epochs after the first
 
     def on_train_epoch_start(self, trainer, pl_module):
         self._elapsed, self._items, self._start = 0.0, 0, time.perf_counter()
@@ -35,4 +37,7 @@ class Throughput(Callback):
             self._elapsed += time.perf_counter() - self._start
             self._start = None
         if self._elapsed > 0 and self._items:
-            pl_module.log("perf/train_items_per_sec", self._items / self._elapsed, sync_dist=False)
+            if trainer.current_epoch > 0:
+                self._totals = [self._totals[0] + self._items, self._totals[1] + self._elapsed]
+            items, seconds = self._totals if self._totals[1] > 0 else (self._items, self._elapsed)
+            pl_module.log("perf/train_items_per_sec", items / seconds, sync_dist=False)

@@ -46,7 +46,7 @@ class AutoencoderModule(L.LightningModule):
         on_step = stage == "train"
         for name in ("loss", "recon", "kl", "neg_elbo"):
             self.log(f"{stage}/{name}", terms[name], on_step=on_step, on_epoch=True, prog_bar=name == "loss",
-                     batch_size=len(x), sync_dist=True)
+                     batch_size=len(x), sync_dist=not on_step)
         return terms
 
     def training_step(self, batch, batch_idx):
