@@ -27,7 +27,7 @@ TARGET_LOSS, TARGET_SECONDS = 1.88, 240.0
 
 
 def val_curve(run_dir: Path) -> list[tuple[int, float, float]]:
-    """(step, val/loss, seconds since the first train/loss point) from the run's TensorBoard events."""
+    """(step, val/loss, seconds since the first train/loss_step point) from the run's TensorBoard events."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     points, start = [], None
@@ -35,8 +35,8 @@ def val_curve(run_dir: Path) -> list[tuple[int, float, float]]:
         acc = EventAccumulator(str(event_file), size_guidance={"scalars": 0})
         acc.Reload()
         tags = acc.Tags()["scalars"]
-        if "train/loss" in tags:
-            first = acc.Scalars("train/loss")[0].wall_time
+        if "train/loss_step" in tags:
+            first = acc.Scalars("train/loss_step")[0].wall_time
             start = first if start is None else min(start, first)
         if "val/loss" in tags:
             points += [(e.step, e.value, e.wall_time) for e in acc.Scalars("val/loss")]

@@ -10,6 +10,8 @@ import torch
 
 from genrun.images import interleave_rows
 from genrun.metrics.likelihood import bits_per_dim, elbo_terms, iwae_nll
+from genrun.models.optim import build_optimizer, trainer_grad_scaler
+from genrun.models.train_scalars import TrainScalars
 from genrun.nets.autoencoder import Autoencoder
 
 
@@ -35,6 +37,7 @@ class AutoencoderModule(L.LightningModule):
         self._val_batch: torch.Tensor | None = None
         self._code_sum = self._code_sq = None
         self._code_count = 0
+        self.train_scalars = TrainScalars(prog_bar=["train/loss"])
 
     def inference_net(self) -> Autoencoder:
         """The network that sampling and evaluation use."""
@@ -43,10 +46,13 @@ class AutoencoderModule(L.LightningModule):
     def _step(self, batch, stage: str) -> dict[str, torch.Tensor]:
         x = batch[0]
         terms = elbo_terms(self.net, x, self.beta)
-        on_step = stage == "train"
-        for name in ("loss", "recon", "kl", "neg_elbo"):
-            self.log(f"{stage}/{name}", terms[name], on_step=on_step, on_epoch=True, prog_bar=name == "loss",
-                     batch_size=len(x), sync_dist=not on_step)
+        scalars = {f"{stage}/{name}": terms[name] for name in ("loss", "recon", "kl", "neg_elbo")}
+        if stage == "train":
+            self.train_scalars.update(self, scalars, len(x))
+        else:
+            for name, value in scalars.items():
+                self.log(name, value, on_epoch=True, prog_bar=name.endswith("/loss"), batch_size=len(x),
+                         sync_dist=True)
         return terms
 
     def training_step(self, batch, batch_idx):
@@ -79,6 +85,7 @@ class AutoencoderModule(L.LightningModule):
         self._code_count += len(codes)
 
     def on_train_epoch_end(self) -> None:
+        self.train_scalars.log_epoch(self)
         if self._code_count:
             mean = self._code_sum / self._code_count
             var = (self._code_sq / self._code_count - mean.pow(2)).clamp_min(1e-8)
@@ -111,7 +118,7 @@ class AutoencoderModule(L.LightningModule):
                                  self.current_epoch)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameters())
+        optimizer = build_optimizer(self.optimizer_factory, self.parameters(), trainer_grad_scaler(self))
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)

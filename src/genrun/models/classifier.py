@@ -12,6 +12,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from genrun.models.optim import build_optimizer, trainer_grad_scaler
+from genrun.models.train_scalars import TrainScalars
 from genrun.nets.classifier import ConvClassifier, random_affine
 
 
@@ -25,6 +27,7 @@ class ClassifierModule(L.LightningModule):
         self.net = net
         self.optimizer_factory = optimizer
         self.augment, self.one_cycle = bool(augment), bool(one_cycle)
+        self.train_scalars = TrainScalars(prog_bar=["train/loss"])
 
     def inference_net(self) -> ConvClassifier:
         return self.net
@@ -36,12 +39,15 @@ class ClassifierModule(L.LightningModule):
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
         acc = (logits.argmax(1) == y).float().mean()
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(x),
-                 sync_dist=True)
-        self.log(f"{stage}/acc", acc, on_step=on_step, on_epoch=True, prog_bar=stage != "train", batch_size=len(x),
-                 sync_dist=True)
+        if stage == "train":
+            self.train_scalars.update(self, {"train/loss": loss, "train/acc": acc}, len(x))
+        else:
+            self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
+            self.log(f"{stage}/acc", acc, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.train_scalars.log_epoch(self)
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
@@ -53,7 +59,7 @@ class ClassifierModule(L.LightningModule):
         self._step(batch, "test")
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameters())
+        optimizer = build_optimizer(self.optimizer_factory, self.parameters(), trainer_grad_scaler(self))
         if not self.one_cycle:
             return optimizer
         lr = optimizer.param_groups[0]["lr"]

@@ -21,6 +21,8 @@ from torch.nn import functional as F
 
 from genrun.errors import GenrunError
 from genrun.metrics.swd import sliced_wasserstein
+from genrun.models.optim import build_optimizer, trainer_grad_scaler
+from genrun.models.train_scalars import TrainScalars
 from genrun.nets.gan import Generator
 
 LOSSES = ("ns", "hinge", "wgan-gp")
@@ -87,6 +89,7 @@ class GANModule(L.LightningModule):
         self.register_buffer("fixed_noise", torch.randn(n, generator.latent_dim, generator=g), persistent=False)
         labels = torch.arange(n) % generator.num_classes if generator.num_classes else torch.zeros(n)
         self.register_buffer("fixed_labels", labels.long(), persistent=False)
+        self.train_scalars = TrainScalars(prog_bar=["train/d_loss", "train/g_loss"])
 
     @property
     def conditional(self) -> bool:
@@ -151,10 +154,7 @@ class GANModule(L.LightningModule):
             logs["train/g_loss"] = g_loss.detach()
             if g_norm is not None:
                 logs["train/g_grad_norm"] = g_norm
-        shown = {k: v for k, v in logs.items() if k in ("train/d_loss", "train/g_loss")}
-        self.log_dict(shown, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(x))
-        self.log_dict({k: v for k, v in logs.items() if k not in shown}, on_step=True, on_epoch=True,
-                      batch_size=len(x))
+        self.train_scalars.update(self, logs, len(x))
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -191,6 +191,7 @@ class GANModule(L.LightningModule):
 
     @torch.no_grad()
     def on_train_epoch_end(self) -> None:
+        self.train_scalars.log_epoch(self)
         experiment = getattr(self.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "add_image"):
             return
@@ -204,8 +205,9 @@ class GANModule(L.LightningModule):
             experiment.add_figure("samples/scatter", _scatter(samples), self.current_epoch)
 
     def configure_optimizers(self):
-        g_opt = self.g_optimizer_factory(params=self.generator.parameters())
-        d_opt = self.d_optimizer_factory(params=self.discriminator.parameters())
+        scaler = trainer_grad_scaler(self)
+        g_opt = build_optimizer(self.g_optimizer_factory, self.generator.parameters(), scaler)
+        d_opt = build_optimizer(self.d_optimizer_factory, self.discriminator.parameters(), scaler)
         return [g_opt, d_opt]
 
 

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from genrun.errors import GenrunError
+from genrun.models.optim import build_optimizer, trainer_grad_scaler
+from genrun.models.train_scalars import TrainScalars
 
 LN2 = math.log(2.0)
 
@@ -57,6 +59,7 @@ class LanguageModelModule(L.LightningModule):
         self.sample_temperatures = tuple(float(t) for t in sample_temperatures)
         self._state = {"train": None, "val": None}
         self._val_sum, self._val_tokens = 0.0, 0
+        self.train_scalars = TrainScalars(prog_bar=["train/loss"])
         self.unit = "char"  # "byte" with tokenizer=byte: metric names say what a token is
         net.carry_state = self.carry_state  # read by families.text.evaluate
 
@@ -77,12 +80,16 @@ class LanguageModelModule(L.LightningModule):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
 
     def _log_metrics(self, loss: torch.Tensor, stage: str, tokens: int) -> None:
-        on_step = stage == "train"
-        kwargs = {"on_step": on_step, "on_epoch": not on_step, "batch_size": tokens, "sync_dist": not on_step}
+        if stage == "train":
+            self.train_scalars.update(self, {"train/loss": loss}, tokens)
+            return
+        kwargs = {"on_epoch": True, "batch_size": tokens, "sync_dist": True}
         self.log(f"{stage}/loss", loss, prog_bar=True, **kwargs)
-        if not on_step:
-            self.log(f"{stage}/nats_per_{self.unit}", loss, **kwargs)
-            self.log(f"{stage}/bits_per_{self.unit}", loss / LN2, **kwargs)
+        self.log(f"{stage}/nats_per_{self.unit}", loss, **kwargs)
+        self.log(f"{stage}/bits_per_{self.unit}", loss / LN2, **kwargs)
+
+    def on_train_epoch_end(self) -> None:
+        self.train_scalars.log_epoch(self)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -163,7 +170,7 @@ class LanguageModelModule(L.LightningModule):
         no_decay = [p for p in params if p.dim() < 2]
         groups = [{"params": decay, "weight_decay": self.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
-        optimizer = self.optimizer_factory(params=groups)
+        optimizer = build_optimizer(self.optimizer_factory, groups, trainer_grad_scaler(self))
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)

@@ -1,0 +1,95 @@
+"""The pieces that keep genrun's training step lean: cheap training scalars and fused optimisers."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from genrun.models.optim import build_optimizer
+from genrun.models.train_scalars import TrainScalars
+
+
+class _Recorder(L.LightningModule):
+    """Collects what TrainScalars hands to `self.log`, with a trainer stand-in that says when to log."""
+
+    def __init__(self, logs_now: bool):
+        super().__init__()
+        self.logged: list[tuple[str, float, dict]] = []
+        self._fake_trainer = type("FakeTrainer", (), {"fast_dev_run": False, "_logger_connector":
+                                                      type("Connector", (), {"should_update_logs": logs_now})()})()
+
+    @property
+    def trainer(self):
+        return self._fake_trainer
+
+    def log(self, name, value, **kwargs):
+        self.logged.append((name, float(value), kwargs))
+
+
+def test_epoch_means_are_weighted_by_batch_size_and_names_may_come_and_go():
+    scalars = TrainScalars()
+    module = _Recorder(logs_now=False)
+    scalars.update(module, {"train/d_loss": torch.tensor(1.0), "train/g_loss": torch.tensor(10.0)}, 100)
+    scalars.update(module, {"train/d_loss": torch.tensor(4.0)}, 50)  # a discriminator-only step
+    scalars.update(module, {"train/d_loss": torch.tensor(2.0), "train/g_loss": torch.tensor(20.0)}, 50)
+    means = scalars.epoch_means()
+    assert means["train/d_loss"].item() == pytest.approx((100 * 1 + 50 * 4 + 50 * 2) / 200)
+    assert means["train/g_loss"].item() == pytest.approx((100 * 10 + 50 * 20) / 150)
+    assert module.logged == []  # no step was a logging step
+
+    scalars.log_epoch(module)
+    logged = {name: (value, kwargs) for name, value, kwargs in module.logged}
+    assert logged["train/d_loss"][0] == pytest.approx(2.0)
+    assert logged["train/d_loss"][1]["on_epoch"] and logged["train/d_loss"][1]["sync_dist"]
+    assert scalars.epoch_means() == {}  # reset for the next epoch
+
+
+def test_step_values_go_to_lightning_only_on_logging_steps_and_are_detached():
+    scalars = TrainScalars(prog_bar=["train/loss"])
+    module = _Recorder(logs_now=True)
+    weight = torch.tensor(3.0, requires_grad=True)
+    scalars.update(module, {"train/loss": weight * 2, "train/kl": weight * 1}, 8)
+    names = [name for name, _, _ in module.logged]
+    assert names == ["train/loss_step", "train/kl_step"]
+    assert module.logged[0][1] == 6.0 and module.logged[0][2]["prog_bar"] is True
+    assert module.logged[1][2]["prog_bar"] is False
+    assert not scalars.epoch_means()["train/loss"].requires_grad
+
+
+def _partial(target: str, **kwargs):
+    return instantiate({"_target_": target, "_partial_": True, "lr": 1e-3, **kwargs})
+
+
+def test_adam_is_fused_on_cpu_unless_the_config_decides():
+    params = list(torch.nn.Linear(4, 3).parameters())
+    assert build_optimizer(_partial("torch.optim.Adam"), params).defaults["fused"] is True
+    assert build_optimizer(_partial("torch.optim.AdamW", fused=None), params).defaults["fused"] is True
+    assert not build_optimizer(_partial("torch.optim.Adam", fused=False), params).defaults["fused"]
+    assert not build_optimizer(_partial("torch.optim.SGD"), params).defaults.get("fused")
+
+
+def test_param_groups_are_fused_too_but_never_under_a_grad_scaler():
+    net = torch.nn.Linear(4, 3)
+    groups = [{"params": [net.weight], "weight_decay": 0.1}, {"params": [net.bias], "weight_decay": 0.0}]
+    fused = build_optimizer(_partial("torch.optim.AdamW"), groups)
+    assert fused.defaults["fused"] is True and len(fused.param_groups) == 2
+    # A fused step unscales fp16 gradients itself, so clipping before it would see scaled values.
+    scaled = build_optimizer(_partial("torch.optim.AdamW"), groups, grad_scaler=object())
+    assert not scaled.defaults["fused"]
+
+
+def test_a_fused_step_updates_like_the_unfused_one():
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(16, 8)
+    opt_a = build_optimizer(_partial("torch.optim.Adam"), a.parameters())
+    opt_b = build_optimizer(_partial("torch.optim.Adam", fused=False), b.parameters())
+    for net, opt in ((a, opt_a), (b, opt_b)):
+        for _ in range(5):
+            opt.zero_grad()
+            net(x).pow(2).mean().backward()
+            opt.step()
+    assert torch.allclose(a.weight, b.weight, atol=1e-6)
