@@ -25,13 +25,18 @@ def test_ddp_on_two_cpu_processes_shares_one_run(workdir):
     assert metrics["global_step"] == 4
 
 
-def test_ddp_under_multirun_runs_each_job_once(workdir):
+def test_ddp_under_multirun_runs_each_job_once_and_trains_a_gan_too(workdir):
+    # The GAN steps its own two optimisers: each backward leaves one network's parameters unused,
+    # which plain DDP refuses; genrun must pick the strategy that allows it.
     check_ok(run_genrun(["train", "-m", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", *SHORT,
-                         "trainer.max_epochs=1", "seed=1,2"], workdir, timeout=500))
+                         "trainer.max_epochs=1", "model=vae,gan"], workdir, timeout=500))
     [sweep] = list((workdir / "outputs" / "multirun" / "train").iterdir())
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
-    assert jobs == ["0_vae_mnist", "1_vae_mnist"]
+    assert jobs == ["0_vae_mnist", "1_gan_mnist"]
     assert len(list((workdir / "outputs" / "multirun" / "train").iterdir())) == 1
+    gan = read_metrics(sweep / "1_gan_mnist")
+    assert gan["status"] == "completed" and gan["global_step"] == 8  # 4 batches per rank, 2 optimisers each
+    assert (sweep / "1_gan_mnist" / "train_ddp_worker.log").is_file()
 
 
 def _weights(run_dir):

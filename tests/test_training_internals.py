@@ -11,14 +11,25 @@ from genrun.models.optim import build_optimizer
 from genrun.models.train_scalars import TrainScalars
 
 
+class _RecordingLogger:
+    def __init__(self):
+        self.written: list[tuple[dict, int]] = []
+
+    def log_metrics(self, metrics, step):
+        self.written.append((metrics, step))
+
+
 class _Recorder(L.LightningModule):
-    """Collects what TrainScalars hands to `self.log`, with a trainer stand-in that says when to log."""
+    """Collects what TrainScalars hands to `self.log` and to the loggers, with a trainer stand-in that says
+    when Lightning's logger would write."""
 
     def __init__(self, logs_now: bool):
         super().__init__()
         self.logged: list[tuple[str, float, dict]] = []
-        self._fake_trainer = type("FakeTrainer", (), {"fast_dev_run": False, "_logger_connector":
-                                                      type("Connector", (), {"should_update_logs": logs_now})()})()
+        self.logger_ = _RecordingLogger()
+        connector = type("Connector", (), {"should_update_logs": logs_now})()
+        self._fake_trainer = type("FakeTrainer", (), {"fast_dev_run": False, "_logger_connector": connector,
+                                                      "loggers": [self.logger_], "global_step": 7})()
 
     @property
     def trainer(self):
@@ -46,16 +57,18 @@ def test_epoch_means_are_weighted_by_batch_size_and_names_may_come_and_go():
     assert scalars.epoch_means() == {}  # reset for the next epoch
 
 
-def test_step_values_go_to_lightning_only_on_logging_steps_and_are_detached():
+def test_step_values_go_to_the_loggers_only_on_logging_steps_and_epoch_means_stay_detached():
     scalars = TrainScalars(prog_bar=["train/loss"])
-    module = _Recorder(logs_now=True)
+    quiet, logging = _Recorder(logs_now=False), _Recorder(logs_now=True)
     weight = torch.tensor(3.0, requires_grad=True)
-    scalars.update(module, {"train/loss": weight * 2, "train/kl": weight * 1}, 8)
-    names = [name for name, _, _ in module.logged]
-    assert names == ["train/loss_step", "train/kl_step"]
-    assert module.logged[0][1] == 6.0 and module.logged[0][2]["prog_bar"] is True
-    assert module.logged[1][2]["prog_bar"] is False
+    scalars.update(quiet, {"train/loss": weight * 1, "train/kl": weight * 0}, 8)
+    assert quiet.logger_.written == [] and scalars.shown() == {}
+    scalars.update(logging, {"train/loss": weight * 2, "train/kl": weight * 1}, 8)
+    assert logging.logger_.written == [({"train/loss_step": 6.0, "train/kl_step": 3.0}, 7)]
+    assert scalars.shown() == {"train/loss_step": 6.0}  # only what the progress bar is told to show
+    assert quiet.logged == logging.logged == []  # nothing went through Lightning's per-step collection
     assert not scalars.epoch_means()["train/loss"].requires_grad
+    assert scalars.epoch_means()["train/loss"].item() == pytest.approx(4.5)
 
 
 def _partial(target: str, **kwargs):

@@ -78,6 +78,8 @@ class GANModule(L.LightningModule):
         self.g_optimizer_factory, self.d_optimizer_factory = g_optimizer, d_optimizer
         self.loss_kind, self.n_critic, self.gp_weight = loss, int(n_critic), float(gp_weight)
         self.ema_decay = float(ema_decay)
+        self._stepping: tuple[str, int] = ("discriminator", 0)
+        self._last_norm: torch.Tensor | None = None
         self.clip = None if clip_grad_norm is None else float(clip_grad_norm)
         self.ema_generator = copy.deepcopy(generator).requires_grad_(False) if ema else None
         # Step counters live in buffers so that a resumed run continues the same schedule.
@@ -114,17 +116,27 @@ class GANModule(L.LightningModule):
             f"stopped before this step's update{where}; try a lower model.lr, model.clip_grad_norm, "
             "or model.loss=hinge")
 
-    def _optimise(self, optimizer, loss: torch.Tensor, params, name: str, batch_idx: int) -> torch.Tensor | None:
+    def _optimise(self, optimizer, loss: torch.Tensor, name: str, batch_idx: int) -> torch.Tensor | None:
+        """One update; returns the gradient norm before clipping when clipping is on."""
         self._stop_if_not_finite(f"{name} loss", loss.detach(), batch_idx)
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        norm = None
-        if self.clip is not None:
-            # Manual optimisation ignores Trainer(gradient_clip_val): clip here, before the step.
-            norm = torch.nn.utils.clip_grad_norm_(params, self.clip)
+        self._stepping, self._last_norm = (name, batch_idx), None
+        optimizer.step()  # clips in on_before_optimizer_step
+        return self._last_norm
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Manual optimisation ignores Trainer(gradient_clip_val), so clip by hand. Lightning calls this hook
+        # inside optimizer.step(), after an fp16 GradScaler has unscaled the gradients: the norm is the true one.
+        if self.clip is None:
+            return
+        name, batch_idx = self._stepping
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.clip)
+        if trainer_grad_scaler(self) is None:
+            # Under fp16 an overflow is routine: the scaler skips that step and lowers its scale.
             self._stop_if_not_finite(f"{name} gradient norm", norm.detach(), batch_idx)
-        optimizer.step()
-        return norm
+        self._last_norm = norm
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -138,7 +150,7 @@ class GANModule(L.LightningModule):
         d_loss = discriminator_loss(self.loss_kind, d_real, d_fake)
         if self.loss_kind == "wgan-gp":
             d_loss = d_loss + self.gp_weight * gradient_penalty(self.discriminator, real, fake, labels)
-        d_norm = self._optimise(d_opt, d_loss, self.discriminator.parameters(), "discriminator", batch_idx)
+        d_norm = self._optimise(d_opt, d_loss, "discriminator", batch_idx)
         self.d_steps += 1
         logs = {"train/d_loss": d_loss.detach(), "train/d_real": d_real.detach().mean(),
                 "train/d_fake": d_fake.detach().mean()}
@@ -148,7 +160,7 @@ class GANModule(L.LightningModule):
         if int(self.d_steps) % self.n_critic == 0:
             fake = self.generator(self._noise(len(real)), labels)
             g_loss = generator_loss(self.loss_kind, self.discriminator(fake, labels))
-            g_norm = self._optimise(g_opt, g_loss, self.generator.parameters(), "generator", batch_idx)
+            g_norm = self._optimise(g_opt, g_loss, "generator", batch_idx)
             self.g_steps += 1
             self._update_ema()
             logs["train/g_loss"] = g_loss.detach()

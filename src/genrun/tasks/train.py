@@ -54,6 +54,14 @@ def _callbacks(cfg: DictConfig, has_validation: bool) -> list:
     return callbacks
 
 
+def ddp_strategy_for(model, strategy):
+    """Models that step their own optimisers (GANs) back-propagate through one network at a time, so
+    each backward leaves the other network's parameters unused: plain DDP would stop with an error."""
+    if strategy == "ddp" and not model.automatic_optimization:
+        return "ddp_find_unused_parameters_true"
+    return strategy
+
+
 def _loggers(cfg: DictConfig) -> list:
     from hydra.utils import instantiate
 
@@ -144,9 +152,13 @@ def run(cfg: DictConfig):
     config = OmegaConf.to_container(cfg, resolve=True)
     info = {"config": config, "family": model.family, "data": data_info,
             "choices": {"model": choices.get("model"), "dataset": choices.get("dataset")}}
-    callbacks = [*_callbacks(cfg, datamodule.has_validation()), RunInfo(info), RNGState()]
+    has_validation = datamodule.has_validation()
+    callbacks = [*_callbacks(cfg, has_validation), RunInfo(info), RNGState()]
+    # No validation split (dataset.val_fraction=0): switch the loop off rather than hand Lightning an empty one.
+    no_validation = {} if has_validation else {"limit_val_batches": 0}
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=_loggers(cfg) or False,
-                          plugins=[checkpoint_io()], default_root_dir=str(run_dir))
+                          plugins=[checkpoint_io()], default_root_dir=str(run_dir),
+                          strategy=ddp_strategy_for(model, cfg.trainer.get("strategy")), **no_validation)
     environment = dict(os.environ)
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     if trainer.interrupted:
