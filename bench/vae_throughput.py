@@ -6,7 +6,9 @@ of medians is the figure:
   genrun        `genrun train experiment=vae_mnist ...` as shipped (it picks torch's fused Adam on CPU)
   plain         pytorch/examples' loop with its default Adam: the reference the target is stated against
   plain fused   the same loop with fused Adam: like for like, what the runner itself costs
-Run: .venv/bin/python bench/vae_throughput.py [EPOCHS] [ROUNDS]
+Run: .venv/bin/python bench/vae_throughput.py [EPOCHS] [ROUNDS] [THREADS]
+THREADS (default: torch's own choice) sets `threads=` for genrun and OMP_NUM_THREADS for the plain loops;
+with THREADS the result goes to vae_throughput_THREADSthread.md (pin the process, e.g. `taskset -c 0`).
 """
 
 from __future__ import annotations
@@ -24,27 +26,31 @@ GENRUN_ARGS = ["train", "experiment=vae_mnist", "dataset.source=mini", "dataset.
                "trainer.accelerator=cpu", "num_samples=16"]
 
 
-def plain(epochs: int, *flags: str) -> float:
+def plain(epochs: int, *flags: str, threads: int | None = None) -> float:
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     out = subprocess.run([sys.executable, str(BENCH / "plain_vae.py"), str(epochs), *flags], check=True,
-                         capture_output=True, text=True).stdout
+                         capture_output=True, text=True, env=env).stdout
     return json.loads(out)["images_per_sec"]
 
 
-def main(epochs: int = 10, rounds: int = 5) -> None:
+def main(epochs: int = 10, rounds: int = 5, threads: int | None = None) -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     ours, reference, fused = [], [], []
     for i in range(rounds):
         run_dir = RUNS / f"vae_throughput_{i}"
         shutil.rmtree(run_dir, ignore_errors=True)
-        metrics = genrun([*GENRUN_ARGS, f"trainer.max_epochs={epochs}"], run_dir)["metrics"]
+        thread_args = [f"threads={threads}"] if threads else []
+        metrics = genrun([*GENRUN_ARGS, f"trainer.max_epochs={epochs}", *thread_args], run_dir)["metrics"]
         ours.append(metrics["perf/train_items_per_sec"])
-        reference.append(plain(epochs))
-        fused.append(plain(epochs, "--fused"))
+        reference.append(plain(epochs, threads=threads))
+        fused.append(plain(epochs, "--fused", threads=threads))
     med = {name: statistics.median(v) for name, v in (("genrun", ours), ("plain", reference), ("fused", fused))}
-    write_result("vae_throughput", f"""# VAE training throughput: genrun vs a plain PyTorch loop
+    name, thread_arg = (f"vae_throughput_{threads}thread", f" {threads}") if threads else ("vae_throughput", "")
+    affinity = sorted(os.sched_getaffinity(0))
+    write_result(name, f"""# VAE training throughput: genrun vs a plain PyTorch loop
 
-Command: `.venv/bin/python bench/vae_throughput.py {epochs} {rounds}` ({epochs} epochs of 40 batches of 128;
-the first epoch of each run is not timed)
+Command: `.venv/bin/python bench/vae_throughput.py {epochs} {rounds}{thread_arg}` ({epochs} epochs of 40 batches
+of 128; the first epoch of each run is not timed; torch threads: {threads or "default"}; CPUs allowed: {affinity})
 Machine: `{json.dumps(machine())}`, load average before the run: {load}
 
 | round | genrun (images/s) | plain loop, default Adam | plain loop, fused Adam |
@@ -61,4 +67,4 @@ Medians: genrun {med['genrun']:.0f}, plain {med['plain']:.0f}, plain with fused 
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    main(*(int(a) for a in sys.argv[1:4]))
