@@ -72,6 +72,9 @@ class GANModule(L.LightningModule):
         if loss == "wgan-gp" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()):
             raise GenrunError("model.d_norm=batch: batch norm mixes items, which breaks WGAN-GP's per-item "
                               "gradient penalty; use model.d_norm=auto or layer")
+        if loss == "wgan-gp" and getattr(discriminator, "pack", 1) > 1:
+            raise GenrunError(f"model.pack={discriminator.pack} (PacGAN) does not support model.loss=wgan-gp: the "
+                              "gradient penalty is defined per item, not per pack")
         if generator.num_classes != getattr(discriminator, "num_classes", 0):
             raise GenrunError("generator and discriminator disagree on model.num_classes")
         self.generator, self.discriminator = generator, discriminator

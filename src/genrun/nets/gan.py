@@ -83,12 +83,20 @@ class MLPGenerator(Generator):
 
 
 class MLPDiscriminator(nn.Module):
+    """`pack` > 1 is PacGAN (Lin et al. 2018): the network scores `pack` items of one kind (all real or all
+    generated) concatenated, one score per pack, so it can see how varied a small set is and penalises a
+    generator that drops modes. A batch that `pack` does not divide loses its last few items."""
+
     def __init__(self, shape: list[int] | None = None, channels: int | None = None, image_size: int | None = None,
                  hidden_dims: list[int] = (256, 256), num_classes: int = 0, spectral_norm: bool = False,
-                 activation: str = "leaky_relu"):
+                 activation: str = "leaky_relu", pack: int = 1):
         super().__init__()
-        self.num_classes = int(num_classes or 0)
-        sizes = [math.prod(data_shape(shape, channels, image_size)), *[int(h) for h in hidden_dims]]
+        self.num_classes, self.pack = int(num_classes or 0), int(pack)
+        if self.pack < 1:
+            raise GenrunError(f"model.pack={pack}: must be 1 (off) or more")
+        if self.pack > 1 and self.num_classes:
+            raise GenrunError(f"model.pack={pack} (PacGAN) is unconditional only: set model.num_classes=0 or pack=1")
+        sizes = [self.pack * math.prod(data_shape(shape, channels, image_size)), *[int(h) for h in hidden_dims]]
         body = mlp(sizes, activation, final_activation=True)
         for module in body:
             if isinstance(module, nn.Linear) and spectral_norm:
@@ -98,7 +106,12 @@ class MLPDiscriminator(nn.Module):
         self.embed = _maybe_sn(nn.Embedding(self.num_classes, sizes[-1]), spectral_norm) if self.num_classes else None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.body(x.flatten(1))
+        h = x.flatten(1)
+        if self.pack > 1:
+            if len(h) < self.pack:
+                raise ValueError(f"a PacGAN discriminator with pack={self.pack} needs at least {self.pack} items")
+            h = h[: len(h) // self.pack * self.pack].reshape(len(h) // self.pack, -1)
+        h = self.body(h)
         return _project(self.head(h).squeeze(1), self.embed, h, y)
 
 
