@@ -54,6 +54,7 @@ def test_epoch_means_are_weighted_by_batch_size_and_names_may_come_and_go():
     logged = {name: (value, kwargs) for name, value, kwargs in module.logged}
     assert logged["train/d_loss"][0] == pytest.approx(2.0)
     assert logged["train/d_loss"][1]["on_epoch"] and logged["train/d_loss"][1]["sync_dist"]
+    assert not logged["train/d_loss"][1].get("prog_bar")  # the bar shows step values, not last epoch's mean
     assert scalars.epoch_means() == {}  # reset for the next epoch
 
 

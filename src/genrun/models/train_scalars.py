@@ -71,7 +71,10 @@ class TrainScalars:
         return {name: totals[name] / counts[name] for name in totals}
 
     def log_epoch(self, module: L.LightningModule) -> None:
-        """Call from `on_train_epoch_end`: logs each mean (averaged over processes under DDP) and resets."""
+        """Call from `on_train_epoch_end`: logs each mean (averaged over processes under DDP) and resets.
+
+        Not shown in the progress bar: during the next epoch it would be last epoch's mean under a name that
+        reads like the current loss; the bar shows the latest step values instead."""
         for name, mean in self.epoch_means().items():
-            module.log(name, mean, on_step=False, on_epoch=True, sync_dist=True, prog_bar=name in self.prog_bar)
+            module.log(name, mean, on_step=False, on_epoch=True, sync_dist=True)
         self._sums, self._counts = {}, {}
