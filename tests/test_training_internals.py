@@ -107,3 +107,16 @@ def test_a_fused_step_updates_like_the_unfused_one():
             net(x).pow(2).mean().backward()
             opt.step()
     assert torch.allclose(a.weight, b.weight, atol=1e-6)
+
+
+def test_lean_checkpoint_keeps_lightnings_state_key(tmp_path):
+    """The key names the callback's entry in every checkpoint: caching it must not change it, or a
+    checkpoint written before could not restore the callback's state."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from genrun.callbacks.lean import LeanModelCheckpoint
+
+    settings = {"dirpath": tmp_path, "monitor": "val/loss", "mode": "min", "save_last": True}
+    lean = LeanModelCheckpoint(**settings)
+    assert lean.state_key == ModelCheckpoint(**settings).state_key
+    assert lean.state_key is lean.state_key  # computed once

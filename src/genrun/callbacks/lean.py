@@ -16,13 +16,15 @@ from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 
 
 class LeanModelCheckpoint(ModelCheckpoint):
-    """`ModelCheckpoint` with its state key computed once (it names the callback's entry in checkpoints)."""
+    """`ModelCheckpoint` with its state key computed once. The key names the callback's entry in checkpoints,
+    so it keeps Lightning's class name: checkpoints written with either class restore the other's state."""
 
     @property
     def state_key(self) -> str:
         key = self.__dict__.get("_cached_state_key")
         if key is None:
-            key = self.__dict__["_cached_state_key"] = super().state_key
+            key = super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+            self.__dict__["_cached_state_key"] = key
         return key
 
 
