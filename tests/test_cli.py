@@ -86,3 +86,11 @@ def test_info_and_append_key(workdir):
 def test_experiment_recipe_composes(workdir):
     result = check_ok(run_genrun(["train", "experiment=vae_mnist", MINI, "--cfg", "job"], workdir))
     assert "seed: 1" in result.stdout and "max_epochs: 10" in result.stdout
+
+
+def test_delete_and_force_add_overrides_pass_through(workdir):
+    """Hydra's `~key` and `++key=value` reach the composed config as Hydra defines them."""
+    result = check_ok(run_genrun(["train", "~callbacks.progress_bar", "++trainer.max_epochs=3",
+                                  "++new_key=7", "--cfg", "job"], workdir))
+    assert "progress_bar" not in result.stdout and "LeanRichProgressBar" not in result.stdout
+    assert "max_epochs: 3" in result.stdout and "new_key: 7" in result.stdout

@@ -24,13 +24,13 @@ def _parse(overrides: list[str]):
 
 
 def _first_value_override(override) -> str:
-    """A sweep `k=a,b` checked as `k=a` (every value is checked by type below)."""
-    prefix = {"ADD": "+", "FORCE_ADD": "++", "DEL": "~"}.get(override.type.name, "")
-    if override.is_sweep_override():
-        value = next(iter(override.sweep_string_iterator()))
-    else:
-        value = override.get_value_element_as_str()
-    return f"{prefix}{override.get_key_element()}={value}"
+    """A sweep `k=a,b` checked as `k=a` (every value is checked by type below); others as written.
+
+    The key element keeps its `+`, `++` or `~` prefix.
+    """
+    if not override.is_sweep_override():
+        return override.input_line
+    return f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}"
 
 
 def _values(override) -> list:
