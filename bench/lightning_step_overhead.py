@@ -1,7 +1,8 @@
 """What one training step costs Lightning and genrun's callbacks when the model itself costs nothing.
 
 A one-parameter model on 128 x 784 in-memory batches (SGD, lr 0): every microsecond measured is loop
-machinery. The variants add genrun's pieces one at a time. Each variant runs ROUNDS times; medians.
+machinery. The variants add genrun's pieces one at a time, all but the first on genrun's module base
+(LeanLightningModule). Each variant runs ROUNDS times; medians.
 Run: .venv/bin/python bench/lightning_step_overhead.py [THREADS] [ROUNDS]
 """
 
@@ -25,6 +26,7 @@ from genrun.callbacks.lean import LeanModelCheckpoint, LeanRichProgressBar
 from genrun.callbacks.run_state import RNGState, RunInfo
 from genrun.callbacks.throughput import Throughput
 from genrun.data.loaders import TensorBatchLoader
+from genrun.models.lean_module import LeanLightningModule
 from genrun.models.train_scalars import TrainScalars
 
 
@@ -62,14 +64,18 @@ class Nothing(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
-def step_microseconds(callbacks: list, logger, scalars: bool, x: torch.Tensor) -> float:
+class LeanNothing(LeanLightningModule, Nothing):
+    """The same, on genrun's module base (plain attributes set without nn.Module's checks)."""
+
+
+def step_microseconds(callbacks: list, logger, scalars: bool, x: torch.Tensor, lean: bool = True) -> float:
     timer = StepTimer()
     trainer = L.Trainer(accelerator="cpu", max_epochs=6, logger=logger, num_sanity_val_steps=0,
                         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
                         enable_progress_bar=any(isinstance(c, RichProgressBar) for c in callbacks),
                         enable_model_summary=False, callbacks=[timer, *callbacks], log_every_n_steps=10)
     loader = TensorBatchLoader((x,), 128, True, torch.Generator().manual_seed(0))
-    trainer.fit(Nothing(scalars), train_dataloaders=loader)
+    trainer.fit((LeanNothing if lean else Nothing)(scalars), train_dataloaders=loader)
     return timer.seconds / timer.steps * 1e6
 
 
@@ -84,7 +90,8 @@ def main(threads: int = 1, rounds: int = 3) -> None:
         return [LearningRateMonitor("epoch"), Throughput(), RNGState(), RunInfo({})]
 
     variants = {
-        "bare Lightning loop": lambda: ([], False, False),
+        "bare Lightning loop (L.LightningModule)": lambda: ([], False, False, False),
+        "bare Lightning loop, genrun's LeanLightningModule": lambda: ([], False, False),
         "+ TrainScalars (4 scalars)": lambda: ([], False, True),
         "+ Lightning ModelCheckpoint": lambda: ([ModelCheckpoint(dirpath=scratch, save_last=True, monitor=None)],
                                                  False, False),
@@ -99,9 +106,9 @@ def main(threads: int = 1, rounds: int = 3) -> None:
     results = {name: [] for name in variants}
     for _ in range(rounds):
         for name, make in variants.items():
-            callbacks, with_logger, scalars = make()
+            callbacks, with_logger, scalars, *lean = make()
             logger = TensorBoardLogger(scratch) if with_logger else False
-            results[name].append(step_microseconds(callbacks, logger, scalars, x))
+            results[name].append(step_microseconds(callbacks, logger, scalars, x, *lean))
     rows = "".join(f"| {name} | {statistics.median(v):.0f} | {', '.join(f'{t:.0f}' for t in v)} |\n"
                    for name, v in results.items())
     write_result(f"lightning_step_overhead_{threads}thread", f"""# Per-step cost of the training loop itself

@@ -7,6 +7,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from genrun.models.lean_module import LeanLightningModule
 from genrun.models.optim import build_optimizer
 from genrun.models.train_scalars import TrainScalars
 
@@ -120,3 +121,23 @@ def test_lean_checkpoint_keeps_lightnings_state_key(tmp_path):
     lean = LeanModelCheckpoint(**settings)
     assert lean.state_key == ModelCheckpoint(**settings).state_key
     assert lean.state_key is lean.state_key  # computed once
+
+
+def test_lean_module_still_registers_parameters_buffers_and_submodules():
+    """The fast attribute path must never bypass nn.Module's registries."""
+    module = LeanLightningModule()
+    module.note, module.slot, module.weight = "a", None, None
+    module.note = "b"  # plain -> plain: the fast path
+    module.slot = torch.nn.Linear(2, 3)  # plain -> submodule
+    module.weight = torch.nn.Parameter(torch.ones(2))  # plain -> parameter
+    module.register_buffer("stats", torch.zeros(2))
+    module.stats = torch.ones(2)  # a buffer stays a buffer
+    assert module.note == "b" and "note" not in dict(module.named_parameters())
+    assert dict(module.named_children()) == {"slot": module.slot}
+    assert set(dict(module.named_parameters())) == {"weight", "slot.weight", "slot.bias"}
+    assert torch.equal(dict(module.named_buffers())["stats"], torch.ones(2))
+    assert "slot" not in module.__dict__ and "weight" not in module.__dict__
+    module.slot = None  # a registered submodule set to None stays registered, as in nn.Module
+    assert "slot" in module._modules and module.slot is None
+    module._current_fx_name = "training_step"  # what Lightning assigns around every hook
+    assert module._current_fx_name == "training_step"

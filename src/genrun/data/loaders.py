@@ -50,4 +50,4 @@ class TensorBatchLoader:
         device = self.tensors[0].device
         for start in range(0, stop, self.batch_size):
             index = order[start : start + self.batch_size].to(device)
-            yield tuple(t[index] for t in self.tensors)
+            yield tuple(t.index_select(0, index) for t in self.tensors)

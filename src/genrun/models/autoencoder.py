@@ -5,17 +5,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import lightning as L
 import torch
 
 from genrun.images import interleave_rows
 from genrun.metrics.likelihood import bits_per_dim, elbo_terms, iwae_nll
+from genrun.models.lean_module import LeanLightningModule
 from genrun.models.optim import build_optimizer, trainer_grad_scaler
 from genrun.models.train_scalars import TrainScalars
 from genrun.nets.autoencoder import Autoencoder
 
 
-class AutoencoderModule(L.LightningModule):
+class AutoencoderModule(LeanLightningModule):
     """Trains an `Autoencoder` net. β=1 gives the VAE's ELBO, β≠1 the β-VAE, a deterministic net the AE.
 
     Every loss is per image, in nats: `recon` = −log p(x|z), `kl` = KL(q(z|x) || p(z)),

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 
+from genrun.models.lean_module import LeanLightningModule
 from genrun.models.optim import build_optimizer, trainer_grad_scaler
 from genrun.models.train_scalars import TrainScalars
 from genrun.nets.classifier import ConvClassifier, random_affine
 
 
-class ClassifierModule(L.LightningModule):
+class ClassifierModule(LeanLightningModule):
     """Cross-entropy on (optionally) randomly rotated, shifted and scaled images; one-cycle learning rate."""
 
     family = "classifier"

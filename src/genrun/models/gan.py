@@ -14,13 +14,13 @@ import copy
 import math
 from collections.abc import Callable
 
-import lightning as L
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from genrun.errors import GenrunError
 from genrun.metrics.swd import sliced_wasserstein
+from genrun.models.lean_module import LeanLightningModule
 from genrun.models.optim import build_optimizer, trainer_grad_scaler
 from genrun.models.train_scalars import TrainScalars
 from genrun.nets.gan import Generator
@@ -50,7 +50,7 @@ def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.T
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
 
-class GANModule(L.LightningModule):
+class GANModule(LeanLightningModule):
     """Trains `generator` against `discriminator`; batches are (items in the dataset's range, labels)."""
 
     family = "gan"

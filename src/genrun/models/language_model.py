@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 
 from genrun.errors import GenrunError
+from genrun.models.lean_module import LeanLightningModule
 from genrun.models.optim import build_optimizer, trainer_grad_scaler
 from genrun.models.train_scalars import TrainScalars
 
@@ -39,7 +39,7 @@ def warmup_cosine(optimizer, warmup_steps: int = 100, decay_steps: int = 2000, m
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-class LanguageModelModule(L.LightningModule):
+class LanguageModelModule(LeanLightningModule):
     """Trains a net mapping token ids (B×T) to next-token logits: a GPT, or a recurrent net with a state."""
 
     family = "text"
