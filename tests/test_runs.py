@@ -23,6 +23,10 @@ def test_ddp_on_two_cpu_processes_shares_one_run(workdir):
     assert metrics["status"] == "completed"
     # 4 batches per epoch were split across two ranks: each took 2 optimizer steps... per rank
     assert metrics["global_step"] == 4
+    # Each rank draws its own noise (seed_everything alone gives both the same stream), and the checkpoint
+    # keeps both ranks' generator states for an exact resume.
+    ranks = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["RNGState"]["ranks"]
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["torch"], ranks[1]["torch"])
 
 
 def test_ddp_under_multirun_runs_each_job_once_and_trains_a_gan_too(workdir):

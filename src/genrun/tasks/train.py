@@ -153,7 +153,7 @@ def run(cfg: DictConfig):
     info = {"config": config, "family": model.family, "data": data_info,
             "choices": {"model": choices.get("model"), "dataset": choices.get("dataset")}}
     has_validation = datamodule.has_validation()
-    callbacks = [*_callbacks(cfg, has_validation), RunInfo(info), RNGState()]
+    callbacks = [*_callbacks(cfg, has_validation), RunInfo(info), RNGState(int(cfg.seed))]
     # No validation split (dataset.val_fraction=0): switch the loop off rather than hand Lightning an empty one.
     no_validation = {} if has_validation else {"limit_val_batches": 0}
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=_loggers(cfg) or False,
