@@ -141,3 +141,19 @@ def test_lean_module_still_registers_parameters_buffers_and_submodules():
     assert "slot" in module._modules and module.slot is None
     module._current_fx_name = "training_step"  # what Lightning assigns around every hook
     assert module._current_fx_name == "training_step"
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn", "ddp_fork"])
+def test_models_stepping_their_own_optimisers_get_a_ddp_that_allows_unused_parameters(strategy):
+    from genrun.tasks.train import ddp_strategy_for
+
+    class TwoNetworks(LeanLightningModule):
+        def __init__(self):
+            super().__init__()
+            self.automatic_optimization = False
+
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy=ddp_strategy_for(TwoNetworks(), strategy),
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    assert trainer.strategy._ddp_kwargs.get("find_unused_parameters") is True
+    assert trainer.strategy._start_method == {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork"}[strategy]
+    assert ddp_strategy_for(LeanLightningModule(), strategy) == strategy  # automatic optimisation: unchanged

@@ -57,8 +57,8 @@ def _callbacks(cfg: DictConfig, has_validation: bool) -> list:
 def ddp_strategy_for(model, strategy):
     """Models that step their own optimisers (GANs) back-propagate through one network at a time, so
     each backward leaves the other network's parameters unused: plain DDP would stop with an error."""
-    if strategy == "ddp" and not model.automatic_optimization:
-        return "ddp_find_unused_parameters_true"
+    if strategy in ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook") and not model.automatic_optimization:
+        return f"{strategy}_find_unused_parameters_true"
     return strategy
 
 
