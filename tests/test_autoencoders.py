@@ -116,3 +116,14 @@ def test_evaluate_reports_iwae_likelihood(trained_vae):
     metrics = read_metrics(eval_dir)["metrics"]
     assert metrics["test/iwae_k"] == 5 and metrics["test/nll_iwae"] > 0
     assert "nll_iwae" in result.stdout
+
+
+def test_mixed_precision_with_gradient_clipping_trains(workdir):
+    """bf16 autocast plus Trainer clipping: genrun must not pick the fused Adam that Lightning cannot clip for,
+    and an explicit `fused=true` there is refused in one line naming the key."""
+    args = ["train", "model=vae", MINI, "debug=fast_dev_run", "test=false", "trainer.accelerator=cpu",
+            "trainer.precision=bf16-mixed", "trainer.gradient_clip_val=1.0"]
+    check_ok(run_genrun(args, workdir))
+    result = run_genrun([*args, "model.module.optimizer.fused=true"], workdir)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "model.module.optimizer.fused=true" in result.stderr.strip().splitlines()[-1]

@@ -7,6 +7,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from genrun.errors import GenrunError
 from genrun.models.lean_module import LeanLightningModule
 from genrun.models.optim import build_optimizer
 from genrun.models.train_scalars import TrainScalars
@@ -85,14 +86,30 @@ def test_adam_is_fused_on_cpu_unless_the_config_decides():
     assert not build_optimizer(_partial("torch.optim.SGD"), params).defaults.get("fused")
 
 
-def test_param_groups_are_fused_too_but_never_under_a_grad_scaler():
+def _trainer(precision: str, clip: float | None = None) -> L.Trainer:
+    return L.Trainer(accelerator="cpu", precision=precision, gradient_clip_val=clip, logger=False,
+                     enable_checkpointing=False, enable_progress_bar=False)
+
+
+def test_param_groups_are_fused_too_but_never_under_mixed_precision():
     net = torch.nn.Linear(4, 3)
     groups = [{"params": [net.weight], "weight_decay": 0.1}, {"params": [net.bias], "weight_decay": 0.0}]
-    fused = build_optimizer(_partial("torch.optim.AdamW"), groups)
+    fused = build_optimizer(_partial("torch.optim.AdamW"), groups, _trainer("32-true", clip=1.0))
     assert fused.defaults["fused"] is True and len(fused.param_groups) == 2
-    # A fused step unscales fp16 gradients itself, so clipping before it would see scaled values.
-    scaled = build_optimizer(_partial("torch.optim.AdamW"), groups, grad_scaler=object())
-    assert not scaled.defaults["fused"]
+    # A fused step unscales fp16 gradients itself, and Lightning refuses to clip for it under autocast.
+    for precision in ("16-mixed", "bf16-mixed"):
+        assert not build_optimizer(_partial("torch.optim.AdamW"), groups, _trainer(precision)).defaults["fused"]
+
+
+def test_explicit_fused_with_clipping_under_mixed_precision_is_refused_naming_the_key():
+    params = list(torch.nn.Linear(4, 3).parameters())
+    with pytest.raises(GenrunError, match=r"model\.module\.d_optimizer\.fused=true"):
+        build_optimizer(_partial("torch.optim.Adam", fused=True), params, _trainer("bf16-mixed"), clipping=True,
+                        key="model.module.d_optimizer")
+    with pytest.raises(GenrunError, match=r"model\.module\.optimizer\.fused=true"):
+        build_optimizer(_partial("torch.optim.Adam", fused=True), params, _trainer("bf16-mixed", clip=0.5))
+    # Without clipping the explicit choice stands.
+    assert build_optimizer(_partial("torch.optim.Adam", fused=True), params, _trainer("bf16-mixed")).defaults["fused"]
 
 
 def test_a_fused_step_updates_like_the_unfused_one():

@@ -10,7 +10,7 @@ import torch
 from genrun.images import interleave_rows
 from genrun.metrics.likelihood import bits_per_dim, elbo_terms, iwae_nll
 from genrun.models.lean_module import LeanLightningModule
-from genrun.models.optim import build_optimizer, trainer_grad_scaler
+from genrun.models.optim import build_optimizer
 from genrun.models.train_scalars import TrainScalars
 from genrun.nets.autoencoder import Autoencoder
 
@@ -118,7 +118,7 @@ class AutoencoderModule(LeanLightningModule):
                                  self.current_epoch)
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.optimizer_factory, self.parameters(), trainer_grad_scaler(self))
+        optimizer = build_optimizer(self.optimizer_factory, self.parameters(), self._trainer)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from genrun.models.lean_module import LeanLightningModule
-from genrun.models.optim import build_optimizer, trainer_grad_scaler
+from genrun.models.optim import build_optimizer
 from genrun.models.train_scalars import TrainScalars
 from genrun.nets.classifier import ConvClassifier, random_affine
 
@@ -59,7 +59,7 @@ class ClassifierModule(LeanLightningModule):
         self._step(batch, "test")
 
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.optimizer_factory, self.parameters(), trainer_grad_scaler(self))
+        optimizer = build_optimizer(self.optimizer_factory, self.parameters(), self._trainer)
         if not self.one_cycle:
             return optimizer
         lr = optimizer.param_groups[0]["lr"]

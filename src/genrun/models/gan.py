@@ -220,9 +220,11 @@ class GANModule(LeanLightningModule):
             experiment.add_figure("samples/scatter", _scatter(samples), self.current_epoch)
 
     def configure_optimizers(self):
-        scaler = trainer_grad_scaler(self)
-        g_opt = build_optimizer(self.g_optimizer_factory, self.generator.parameters(), scaler)
-        d_opt = build_optimizer(self.d_optimizer_factory, self.discriminator.parameters(), scaler)
+        clipping = self.clip is not None  # by hand, in on_before_optimizer_step
+        g_opt = build_optimizer(self.g_optimizer_factory, self.generator.parameters(), self._trainer, clipping,
+                                key="model.module.g_optimizer")
+        d_opt = build_optimizer(self.d_optimizer_factory, self.discriminator.parameters(), self._trainer, clipping,
+                                key="model.module.d_optimizer")
         return [g_opt, d_opt]
 
 

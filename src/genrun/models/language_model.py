@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from genrun.errors import GenrunError
 from genrun.models.lean_module import LeanLightningModule
-from genrun.models.optim import build_optimizer, trainer_grad_scaler
+from genrun.models.optim import build_optimizer
 from genrun.models.train_scalars import TrainScalars
 
 LN2 = math.log(2.0)
@@ -170,7 +170,7 @@ class LanguageModelModule(LeanLightningModule):
         no_decay = [p for p in params if p.dim() < 2]
         groups = [{"params": decay, "weight_decay": self.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
-        optimizer = build_optimizer(self.optimizer_factory, groups, trainer_grad_scaler(self))
+        optimizer = build_optimizer(self.optimizer_factory, groups, self._trainer)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)

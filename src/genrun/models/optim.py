@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from genrun.errors import GenrunError
+
 FUSABLE = (torch.optim.Adam, torch.optim.AdamW)
 FUSED_DEVICES = ("cpu", "cuda")
 
@@ -22,20 +24,37 @@ def _parameters(params: Iterable) -> list[torch.Tensor]:
     return params
 
 
-def build_optimizer(factory: Callable, params: Iterable, grad_scaler: object | None = None) -> torch.optim.Optimizer:
+def build_optimizer(factory: Callable, params: Iterable, trainer=None, clipping: bool | None = None,
+                    key: str = "model.module.optimizer") -> torch.optim.Optimizer:
     """`factory(params=...)`, fused when the config does not decide and every parameter allows it.
 
-    Never fused under fp16 mixed precision (`grad_scaler` set): a fused step unscales gradients itself, so
-    gradient clipping before it would see scaled values.
+    Never fused under mixed precision (`trainer.precision=16-mixed` or `bf16-mixed`): a fused step unscales
+    fp16 gradients itself, so clipping before it would see scaled values, and Lightning refuses to clip
+    for such an optimiser at all. `clipping` defaults to whether the trainer clips (`gradient_clip_val`);
+    models that clip by hand say so. `key` names the optimizer's config node in errors.
     """
     params = list(params)
     keywords = getattr(factory, "keywords", {}) or {}
     target = getattr(factory, "func", factory)
+    mixed = trainer_mixed_precision(trainer)
+    if clipping is None:
+        clipping = bool(getattr(trainer, "gradient_clip_val", None))
+    if keywords.get("fused") is True and mixed and clipping:
+        raise GenrunError(f"{key}.fused=true cannot be combined with gradient clipping under mixed precision: "
+                          "the fused step unscales gradients itself, so they cannot be clipped first; "
+                          f"set {key}.fused=null")
     tensors = _parameters(params)
-    fusable = (keywords.get("fused") is None and grad_scaler is None and isinstance(target, type)
+    fusable = (keywords.get("fused") is None and not mixed and isinstance(target, type)
                and issubclass(target, FUSABLE) and bool(tensors)
                and all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in tensors))
     return factory(params=params, fused=True) if fusable else factory(params=params)
+
+
+def trainer_mixed_precision(trainer) -> bool:
+    """Whether the trainer runs under torch.autocast with Lightning's MixedPrecision plugin."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    return isinstance(getattr(trainer, "precision_plugin", None), MixedPrecision)
 
 
 def trainer_grad_scaler(module) -> object | None:
