@@ -94,3 +94,14 @@ def test_delete_and_force_add_overrides_pass_through(workdir):
                                   "++new_key=7", "--cfg", "job"], workdir))
     assert "progress_bar" not in result.stdout and "LeanRichProgressBar" not in result.stdout
     assert "max_epochs: 3" in result.stdout and "new_key: 7" in result.stdout
+
+
+def test_bad_values_of_the_right_type_name_the_key_in_one_line(workdir):
+    """Values only Lightning or torch can judge: one line naming the key and value, no traceback."""
+    base = ["train", MINI, "debug=fast_dev_run", "test=false"]
+    line = _one_line_error(run_genrun([*base, "trainer.precision=bogus"], workdir))
+    assert line.startswith("genrun: error: trainer.precision='bogus': ")
+    line = _one_line_error(run_genrun([*base, "trainer.max_epochs=-5"], workdir))
+    assert line.startswith("genrun: error: trainer.max_epochs=-5: ")
+    line = _one_line_error(run_genrun([*base, "model.lr=-1"], workdir))  # the optimizer is built inside fit
+    assert line == "genrun: error: model.module.optimizer: Invalid learning rate: -1"

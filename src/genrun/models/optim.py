@@ -47,7 +47,10 @@ def build_optimizer(factory: Callable, params: Iterable, trainer=None, clipping:
     fusable = (keywords.get("fused") is None and not mixed and isinstance(target, type)
                and issubclass(target, FUSABLE) and bool(tensors)
                and all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in tensors))
-    return factory(params=params, fused=True) if fusable else factory(params=params)
+    try:
+        return factory(params=params, fused=True) if fusable else factory(params=params)
+    except ValueError as err:  # torch's own check of a value: "Invalid learning rate: -1"
+        raise GenrunError(f"{key}: {err}") from None
 
 
 def trainer_mixed_precision(trainer) -> bool:

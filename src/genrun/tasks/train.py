@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from genrun.errors import GenrunError
+from genrun.tasks.building import build
 
 
 def _job_overrides() -> list[str]:
@@ -42,15 +43,13 @@ def _leave_distributed(environment: dict) -> None:
 
 
 def _callbacks(cfg: DictConfig, has_validation: bool) -> list:
-    from hydra.utils import instantiate
-
     callbacks = []
     for name, conf in (cfg.get("callbacks") or {}).items():
         if conf is None:
             continue
         if name == "model_checkpoint" and not has_validation:
             conf = OmegaConf.merge(conf, {"monitor": None, "save_top_k": 1, "filename": "best"})
-        callbacks.append(instantiate(conf))
+        callbacks.append(build(conf, f"callbacks.{name}"))
     return callbacks
 
 
@@ -63,9 +62,7 @@ def ddp_strategy_for(model, strategy):
 
 
 def _loggers(cfg: DictConfig) -> list:
-    from hydra.utils import instantiate
-
-    return [instantiate(conf) for conf in (cfg.get("logger") or {}).values() if conf is not None]
+    return [build(conf, f"logger.{name}") for name, conf in (cfg.get("logger") or {}).items() if conf is not None]
 
 
 def _test_item_limit(cfg: DictConfig, batch_size: int) -> int | None:
@@ -115,7 +112,6 @@ def run(cfg: DictConfig):
     import lightning as L
     import torch
     from hydra.core.hydra_config import HydraConfig
-    from hydra.utils import instantiate
 
     from genrun.callbacks.run_state import RNGState, RunInfo
     from genrun.checkpoint import checkpoint_io, remove_stale_temporaries
@@ -142,10 +138,10 @@ def run(cfg: DictConfig):
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    datamodule = instantiate(cfg.dataset)
+    datamodule = build(cfg.dataset, "dataset")
     data_info = datamodule.info()
     fill_from_data(cfg, data_info)
-    model = instantiate(cfg.model.module)
+    model = build(cfg.model.module, "model.module")
     if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val"):
         raise GenrunError("trainer.gradient_clip_val does not apply to models that step their own optimisers "
                           f"(model={choices.get('model')}); clip with model.clip_grad_norm=... instead")
@@ -156,7 +152,7 @@ def run(cfg: DictConfig):
     callbacks = [*_callbacks(cfg, has_validation), RunInfo(info), RNGState(int(cfg.seed))]
     # No validation split (dataset.val_fraction=0): switch the loop off rather than hand Lightning an empty one.
     no_validation = {} if has_validation else {"limit_val_batches": 0}
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=_loggers(cfg) or False,
+    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=_loggers(cfg) or False,
                           plugins=[checkpoint_io()], default_root_dir=str(run_dir),
                           strategy=ddp_strategy_for(model, cfg.trainer.get("strategy")), **no_validation)
     environment = dict(os.environ)
