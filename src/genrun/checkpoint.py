@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,24 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0]
-        raise GenrunError(f"checkpoint {path}: refused, it holds more than weights ({first})") from None
+        detail = _unpickling_detail(str(err))
+        if not zipfile.is_zipfile(path) and detail.startswith("Unsupported operand"):
+            raise GenrunError(f"checkpoint {path}: not a PyTorch checkpoint ({detail})") from None
+        raise GenrunError(f"checkpoint {path}: refused, it holds more than weights ({detail})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise GenrunError(f"checkpoint {path}: unreadable ({' '.join(str(err).split())[:200]})") from None
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise GenrunError(f"checkpoint {path}: not a genrun checkpoint (no state_dict)")
     return payload
+
+
+def _unpickling_detail(message: str) -> str:
+    """The line of torch's weights-only error that says what was found, without its boilerplate (which
+    suggests loading with weights_only=False: genrun never does)."""
+    boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue")
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(boilerplate) and line != "WeightsUnpickler error:"]
+    return (useful or lines or ["unreadable"])[0]
 
 
 def non_finite_keys(state_dict: dict) -> list[str]:

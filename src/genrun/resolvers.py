@@ -28,10 +28,10 @@ def _checkpoint_run_name(ckpt, model, dataset, output_root) -> str:
 
     try:
         checkpoint = locate_checkpoint(ckpt, output_root, model, dataset)
-        run = json.loads((Path(checkpoint).parents[1] / RUN_FILE).read_text())
+        run = json.loads((Path(checkpoint).resolve().parents[1] / RUN_FILE).read_text())
         return _run_name(run.get("model"), run.get("dataset"))
-    except (GenrunError, OSError, ValueError):
-        return _run_name(model, dataset)  # the task itself reports a missing checkpoint
+    except (GenrunError, OSError, ValueError, IndexError):  # IndexError: a file with no grandparent directory
+        return _run_name(model, dataset)  # the task itself reports a missing or unreadable checkpoint
 
 
 def register() -> None:
