@@ -110,3 +110,10 @@ def test_image_folder_trains_conv_vae_at_32px(workdir):
     [run_dir] = run_dirs(workdir)
     assert run_dir.parent.name == "conv_vae_image_folder"
     assert read_metrics(run_dir)["data"]["shape"] == [3, 32, 32]
+
+
+def test_mnist_shape_keys_describe_the_data_and_are_not_knobs(tmp_path):
+    """dataset.image_size=32 on MNIST would build a model for 32 px and fail at its first 28 px batch."""
+    for key, value in (("image_size", 32), ("channels", 3), ("num_classes", 5)):
+        with pytest.raises(GenrunError, match=rf"dataset\.{key}={value}: MNIST has {key} "):
+            MNISTDataModule(data_dir=str(tmp_path), source="mini", **{key: value})

@@ -94,6 +94,13 @@ class MNISTDataModule(InMemoryDataModule):
             raise GenrunError(f"dataset.source={source!r}: choose one of {', '.join(SOURCES)}")
         if not 0.0 <= float(val_fraction) < 1.0:
             raise GenrunError(f"dataset.val_fraction={val_fraction}: must be in [0, 1)")
+        # These keys describe the data to the model configs (which read ${dataset.image_size}); they are not
+        # knobs: a model built for other shapes would fail at its first batch.
+        for key, value, fixed in (("channels", channels, 1), ("image_size", image_size, 28),
+                                  ("num_classes", num_classes, 10)):
+            if value != fixed:
+                raise GenrunError(f"dataset.{key}={value}: {self.torchvision_class} has {key} {fixed}; "
+                                  "for other shapes use dataset=image_folder")
         self.data_dir = Path(data_dir)
         self.source = source
         self.val_fraction = float(val_fraction)
