@@ -95,6 +95,10 @@ def test_interpolate_and_reconstruct_modes(trained_vae):
             assert not torch.equal(images[0], images[4])
         if mode == "reconstruct":
             assert images.shape[0] == 2 * 8  # inputs above their reconstructions
+    # fewer than two steps is no path: refused, not silently widened to two
+    result = run_genrun(["sample", "model=vae", "mode=interpolate", "steps=1"], trained_vae)
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        "genrun: error: steps=1: an interpolation needs at least 2 steps (its two ends)"]
 
 
 def test_sample_without_checkpoint_says_how_to_train(workdir):

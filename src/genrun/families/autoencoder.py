@@ -71,7 +71,7 @@ def sample(net: Autoencoder, request: SampleRequest, context: SampleContext) -> 
             from genrun.errors import GenrunError
 
             raise GenrunError(f"interpolation={request.interpolation}: choose linear or slerp")
-        steps = max(2, int(request.steps))
+        steps = int(request.steps)
         rows = max(1, request.num_samples // steps)
         if request.between == "images":
             x = _random_rows(context.load_split("test")[0], 2 * rows, generator).to(device)

@@ -124,7 +124,7 @@ def _interpolate(net, request, generator, device):
 
     if request.interpolation not in ("linear", "slerp"):
         raise GenrunError(f"interpolation={request.interpolation}: choose linear or slerp")
-    steps = max(2, int(request.steps))
+    steps = int(request.steps)
     rows = max(1, request.num_samples // steps)
     ends = draw_latents(2 * rows, net.latent_dim, request.temperature, request.truncation, generator)
     path = interpolate(ends[:rows], ends[rows:], steps, request.interpolation).flatten(0, 1)
