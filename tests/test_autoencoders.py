@@ -99,6 +99,8 @@ def test_interpolate_and_reconstruct_modes(trained_vae):
     result = run_genrun(["sample", "model=vae", "mode=interpolate", "steps=1"], trained_vae)
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [
         "genrun: error: steps=1: an interpolation needs at least 2 steps (its two ends)"]
+    result = run_genrun(["sample", "model=vae", "nrow=0"], trained_vae)
+    assert result.returncode == 1 and "nrow=0: must be at least 1" in result.stderr
 
 
 def test_sample_without_checkpoint_says_how_to_train(workdir):

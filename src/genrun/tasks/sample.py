@@ -16,6 +16,8 @@ def request_from_config(cfg: DictConfig):
         raise GenrunError(f"num_samples={cfg.num_samples}: must be at least 1")
     if float(cfg.temperature) < 0:
         raise GenrunError(f"temperature={cfg.temperature}: must be non-negative")
+    if cfg.nrow is not None and int(cfg.nrow) < 1:
+        raise GenrunError(f"nrow={cfg.nrow}: must be at least 1 (or null for the default layout)")
     if int(cfg.steps) < 2:
         raise GenrunError(f"steps={cfg.steps}: an interpolation needs at least 2 steps (its two ends)")
     return SampleRequest(
