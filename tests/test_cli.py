@@ -105,3 +105,8 @@ def test_bad_values_of_the_right_type_name_the_key_in_one_line(workdir):
     assert line.startswith("genrun: error: trainer.max_epochs=-5: ")
     line = _one_line_error(run_genrun([*base, "model.lr=-1"], workdir))  # the optimizer is built inside fit
     assert line == "genrun: error: model.module.optimizer: Invalid learning rate: -1"
+    # A value wired in by interpolation (net.activation: ${model.activation}) is named by the knob the user set.
+    line = _one_line_error(run_genrun([*base, "model.activation=bogus"], workdir))
+    assert line.startswith("genrun: error: model.activation='bogus': ")
+    line = _one_line_error(run_genrun([*base, "model=beta_vae", "model.beta=-1"], workdir))
+    assert line.startswith("genrun: error: model.beta=-1: ")

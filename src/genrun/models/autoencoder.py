@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import torch
 
+from genrun.errors import GenrunError
 from genrun.images import interleave_rows
 from genrun.metrics.likelihood import bits_per_dim, elbo_terms, iwae_nll
 from genrun.models.lean_module import LeanLightningModule
@@ -27,6 +28,10 @@ class AutoencoderModule(LeanLightningModule):
     def __init__(self, net: Autoencoder, optimizer: Callable, scheduler: Callable | None = None,
                  beta: float = 1.0, iwae_k: int = 100, num_log_images: int = 64):
         super().__init__()
+        if float(beta) < 0:
+            raise GenrunError(f"model.beta={beta}: must be non-negative (1 is the VAE, 0 ignores the KL term)")
+        if int(iwae_k) < 0:
+            raise GenrunError(f"model.iwae_k={iwae_k}: must be 0 (no IWAE bound) or more")
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.beta, self.iwae_k, self.num_log_images = float(beta), int(iwae_k), int(num_log_images)

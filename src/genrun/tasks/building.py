@@ -54,29 +54,36 @@ def _first_line(err: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _leaves(node, prefix: str) -> dict[str, object]:
-    """Scalar values under `node` by dotted key (interpolations resolved where they can be)."""
+def _leaves(node, prefix: str) -> dict[str, tuple[str, object]]:
+    """Scalar values under `node`: dotted key -> (the key a user sets, value).
+
+    A value interpolated from a knob (`activation: ${model.activation}`) is reported as that knob.
+    """
     from omegaconf import DictConfig, OmegaConf
 
+    if not isinstance(node, DictConfig):
+        return {}
     try:
-        container = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+        resolved = OmegaConf.to_container(node, resolve=True)
     except Exception:  # an interpolation that cannot resolve here: name the node instead
         return {}
-    found: dict[str, object] = {}
+    raw = OmegaConf.to_container(node, resolve=False)
+    found: dict[str, tuple[str, object]] = {}
 
-    def walk(value, path: str) -> None:
+    def walk(value, source, path: str) -> None:
         if isinstance(value, dict):
             for name, child in value.items():
                 if not str(name).startswith("_"):
-                    walk(child, f"{path}.{name}")
+                    walk(child, source.get(name) if isinstance(source, dict) else None, f"{path}.{name}")
         elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            found[path] = value
+            knob = re.fullmatch(r"\$\{([\w.]+)\}", source) if isinstance(source, str) else None
+            found[path] = (knob.group(1) if knob else path, value)
 
-    walk(container, prefix)
+    walk(resolved, raw, prefix)
     return found
 
 
-def _culprit(leaves: dict[str, object], message: str) -> str | None:
+def _culprit(leaves: dict[str, tuple[str, object]], message: str) -> str | None:
     """`key=value` for the one key the message points at, else None.
 
     Tried in turn: the key's name written as an assignment (`devices=0`), the name as a word, then a
@@ -90,10 +97,14 @@ def _culprit(leaves: dict[str, object], message: str) -> str | None:
     def name(key: str) -> str:
         return key.rsplit(".", 1)[-1]
 
+    def value(key: str):
+        return leaves[key][1]
+
     tests = (lambda k: mentions(name(k), "="), lambda k: mentions(name(k)),
-             lambda k: isinstance(leaves[k], str) and len(leaves[k]) > 1 and mentions(leaves[k]))
+             lambda k: isinstance(value(k), str) and len(value(k)) > 1 and mentions(value(k)))
     for test in tests:
         found = [k for k in leaves if test(k)]
         if len(found) == 1:
-            return f"{found[0]}={leaves[found[0]]!r}"
+            knob, found_value = leaves[found[0]]
+            return f"{knob}={found_value!r}"
     return None
