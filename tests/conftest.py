@@ -52,3 +52,21 @@ def trained_vae(tmp_path_factory) -> Path:
     check_ok(run_genrun(["train", "model=vae", MINI, "trainer.max_epochs=1", "trainer.limit_train_batches=10",
                          "trainer.limit_val_batches=2", "model.iwae_k=5", "num_samples=16"], cwd=root))
     return root
+
+
+def genrun_in_process(args: list[str], cwd: Path, monkeypatch, capsys) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of the real `genrun` entry point, run in this process from `cwd`."""
+    from genrun.cli import main
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("GENRUN_DATA_DIR", str(cwd / "data"))
+    monkeypatch.delenv("GENRUN_OUTPUT_DIR", raising=False)
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def tree_state(root: Path) -> dict[str, bytes]:
+    """Every file under `root` with its bytes: to show that a command left a directory as it was."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

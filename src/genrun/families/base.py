@@ -55,10 +55,11 @@ class EvalContext:
     settings: dict = field(default_factory=dict)
 
 
-def instantiate_net(net_config: dict) -> nn.Module:
-    from hydra.utils import instantiate
+def instantiate_net(net_config: dict, source: str = "checkpoint") -> nn.Module:
+    """The net a stored config describes; only genrun's own classes may be named (genrun.trust)."""
+    from genrun.trust import build_stored
 
-    return instantiate(net_config, _convert_="all")
+    return build_stored(net_config, source, "net")
 
 
 def load_weights(net: nn.Module, state_dict: dict, prefix: str) -> nn.Module:

@@ -11,6 +11,7 @@ from genrun.checkpoint import load_checkpoint
 from genrun.errors import GenrunError
 from genrun.families import family_module
 from genrun.runs import locate_checkpoint
+from genrun.trust import check_stored_config
 
 
 @dataclass
@@ -41,9 +42,24 @@ def load_model(cfg, choices) -> LoadedModel:
     info = payload.get("genrun")
     if not isinstance(info, dict) or "config" not in info or "family" not in info:
         raise GenrunError(f"checkpoint {path}: not written by genrun train (no run config inside)")
+    check_stored_config(info["config"], f"checkpoint {path}")
+    stored_choices = info.get("choices") or {}
+    _check_choices(cfg, choices, stored_choices, path)
     family = family_module(info["family"])
     net = family.build_net(info["config"], payload["state_dict"])
-    return LoadedModel(path, net, family, info["config"], info.get("data", {}), info.get("choices", {}))
+    return LoadedModel(path, net, family, info["config"], info.get("data", {}), stored_choices)
+
+
+def _check_choices(cfg, choices, stored: dict, path: Path) -> None:
+    """`model=` / `dataset=` on the command line must name what the checkpoint holds (with `ckpt=`, they
+    would otherwise be ignored silently)."""
+    if not cfg.get("ckpt"):
+        return  # the newest run of that model and dataset was picked: they agree by construction
+    for group in ("model", "dataset"):
+        asked, stored_choice = choices.get(group), stored.get(group)
+        if asked and stored_choice and asked != stored_choice:
+            raise GenrunError(f"{group}={asked}, but ckpt={cfg.ckpt} holds a {group}={stored_choice} run "
+                              f"({path}); drop {group}= or pick a {asked} checkpoint")
 
 
 def split_loader(run_config: dict):
@@ -52,9 +68,9 @@ def split_loader(run_config: dict):
 
     def load(split: str):
         if "module" not in cache:
-            from hydra.utils import instantiate
+            from genrun.trust import build_stored
 
-            cache["module"] = instantiate(run_config["dataset"])
+            cache["module"] = build_stored(run_config["dataset"], "checkpoint", "dataset")
             cache["module"].setup()
         return cache["module"].splits[split]
 
