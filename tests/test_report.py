@@ -15,6 +15,12 @@ def test_report_of_a_real_sweep_lists_the_failed_job_with_its_error(workdir):
     sweep = run_genrun(["train", "-m", "model=gan", "dataset=toy2d", "model.n_critic=0,1", "debug=fast_dev_run",
                         "dataset.n_train=512", "test=false"], cwd=workdir)
     (sweep_dir,) = (workdir / "outputs" / "multirun" / "train").iterdir()
+    # The failed job does not stop the sweep, prints one line, and the sweep ends in one summary.
+    assert sweep.returncode == 1 and "Traceback" not in sweep.stderr, sweep.stderr[-3000:]
+    assert "genrun: error: model.n_critic=0: must be at least 1" in sweep.stderr
+    assert f"genrun: sweep finished: 1 done, 1 failed ({sweep_dir})" in sweep.stderr
+    assert "failed: 0_gan_toy2d [model=gan dataset=toy2d model.n_critic=0" in sweep.stderr
+    assert f"genrun report {sweep_dir}" in sweep.stderr
     result = check_ok(run_genrun(["report", str(sweep_dir), "--metrics", "train/d_loss,val/swd"], cwd=workdir))
     lines = [line for line in result.stdout.splitlines() if "model.n_critic" in line or "_gan_toy2d" in line]
     assert any("failed" in line and "model.n_critic=0" in line for line in lines), result.stdout

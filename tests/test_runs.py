@@ -58,6 +58,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(workdir):
         assert torch.equal(a[key], b[key]), key
     assert read_metrics(part)["epochs"] == read_metrics(full)["epochs"]
     assert len(list((workdir / "outputs").iterdir())) == 2  # resumed in place, no new run directory
+    # run.json says from which step the new setting applied
+    (resumed,) = json.loads((part / "run.json").read_text())["resumes"]
+    assert resumed["from_epoch"] == 1 and resumed["overrides"][-1] == "trainer.max_epochs=3"
 
 
 def test_resume_without_checkpoint_is_an_error(workdir):

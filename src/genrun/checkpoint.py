@@ -3,10 +3,13 @@
 - Loading is always `torch.load(..., weights_only=True)`: a checkpoint handed to us never runs code.
 - Saving goes to a temporary file in the target directory, then `os.replace`, so the previous checkpoint
   stays whole if the process dies mid-save; non-finite weights are refused, never written.
+- Every save carries a digest of its contents, checked on load: a flipped bit in a tensor would otherwise
+  load and sample NaN images without a word. Files from before digests load unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import tempfile
@@ -19,6 +22,7 @@ import torch
 from genrun.errors import GenrunError
 
 TMP_PREFIX = ".tmp-"
+DIGEST_KEY = "genrun_digest"
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
@@ -37,7 +41,43 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         raise GenrunError(f"checkpoint {path}: unreadable ({' '.join(str(err).split())[:200]})") from None
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise GenrunError(f"checkpoint {path}: not a genrun checkpoint (no state_dict)")
+    stored = payload.pop(DIGEST_KEY, None)
+    if stored is not None and stored != content_digest(payload):
+        raise GenrunError(f"checkpoint {path}: corrupted: its contents no longer match the digest written with "
+                          "them (the file changed after it was saved)")
+    bad = non_finite_keys(payload["state_dict"])
+    if bad:
+        raise GenrunError(f"checkpoint {path}: refused: non-finite weights in {', '.join(bad[:3])}")
     return payload
+
+
+def content_digest(payload: object) -> str:
+    """SHA-256 over every tensor's dtype, shape and bytes and every plain value, in the payload's order."""
+    digest = hashlib.sha256()
+
+    def feed(value: object) -> None:
+        if isinstance(value, torch.Tensor):
+            flat = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"T{value.dtype}{tuple(value.shape)}".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+        elif isinstance(value, dict):
+            digest.update(f"D{len(value)}".encode())
+            for key, item in value.items():
+                feed(key)
+                feed(item)
+        elif isinstance(value, (list, tuple)):
+            digest.update(f"L{len(value)}".encode())
+            for item in value:
+                feed(item)
+        elif isinstance(value, (set, frozenset)):
+            feed(sorted(value, key=repr))
+        elif value is None or isinstance(value, (bool, int, float, str, bytes)):
+            digest.update(f"{type(value).__name__}:{value!r};".encode())
+        else:
+            digest.update(f"?{type(value).__name__};".encode())
+
+    feed(payload)
+    return digest.hexdigest()
 
 
 def _unpickling_detail(message: str) -> str:
@@ -61,6 +101,8 @@ def atomic_save(payload: dict, path: str | os.PathLike) -> None:
     bad = non_finite_keys(payload.get("state_dict", {}))
     if bad:
         raise GenrunError(f"refusing to save {path}: non-finite weights in {', '.join(bad[:3])}")
+    payload = {k: v for k, v in payload.items() if k != DIGEST_KEY}
+    payload[DIGEST_KEY] = content_digest(payload)
     fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:

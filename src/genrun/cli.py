@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 from genrun.configs import config_dir, config_groups
 
@@ -80,6 +81,15 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as stop:  # Ctrl-C: no traceback (training prints its own line)
+        if str(stop) != "reported":  # genrun.tasks.REPORTED, not imported here: this module stays light
+            print("genrun: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     child = _ddp_child_job()
     if child:
@@ -101,14 +111,32 @@ def main(argv: list[str] | None = None) -> int:
     from genrun.overrides import check_overrides, resume_overrides
 
     flags, overrides = split_args(args)
+    resumed = None
     try:
         if not child and task == "train":
-            overrides = resume_overrides(overrides, multirun=bool({"-m", "--multirun"} & set(flags)))
+            overrides, resumed = resume_overrides(overrides, multirun=bool({"-m", "--multirun"} & set(flags)))
         if not child and not _NO_CHECK_FLAGS & set(flags):
             check_overrides(task, overrides)
     except GenrunError as err:
         return _fail(str(err))
-    return _run_hydra(task, flags + overrides)
+    if resumed is None:
+        return _run_hydra(task, flags + overrides)
+    return _resume(resumed, task, flags + overrides)
+
+
+def _resume(run_dir, task: str, args: list[str]) -> int:
+    """Run a resume; if it fails before writing a checkpoint, put the run's files back as they were."""
+    from genrun.runs import RunSnapshot
+
+    snapshot = RunSnapshot(run_dir)
+    code = 130
+    try:
+        code = _run_hydra(task, args)
+    finally:
+        if code != 0 and snapshot.checkpoint_unchanged():
+            snapshot.restore()
+            print(f"genrun: {run_dir} is as it was before this resume", file=sys.stderr)
+    return code
 
 
 def _run_hydra(task: str, args: list[str]) -> int:
@@ -127,13 +155,35 @@ def _run_hydra(task: str, args: list[str]) -> int:
     entry = hydra.main(config_path=str(config_dir()), config_name=task, version_base="1.3")(task_function)
     saved_argv = sys.argv
     sys.argv = [saved_argv[0], *args]
+    from genrun import sweeps
+
+    sweeps.reset()
+    started = time.time()
     try:
         entry()
+    except KeyboardInterrupt:
+        if task == "train":
+            _discard_half_made_run(started)
+        raise
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     finally:
         sys.argv = saved_argv
-    return 0
+    return 1 if sweeps.failed_jobs() else 0
+
+
+def _discard_half_made_run(started: float) -> None:
+    """Ctrl-C between Hydra making the job's directory and training: remove it if this process made it and
+    it holds no checkpoint (genrun.tasks.run_task does the same once the task runs)."""
+    from pathlib import Path
+
+    from genrun.resolvers import JOB_DIRS
+    from genrun.tasks import discard_unstarted_run
+
+    if JOB_DIRS:
+        run_dir = Path(JOB_DIRS[-1])
+        if run_dir.is_dir() and run_dir.stat().st_ctime >= started - 1:
+            discard_unstarted_run(run_dir)
 
 
 if __name__ == "__main__":

@@ -34,9 +34,21 @@ def _checkpoint_run_name(ckpt, model, dataset, output_root) -> str:
         return _run_name(model, dataset)  # the task itself reports a missing or unreadable checkpoint
 
 
+# Job directories resolved in this process, newest last: Hydra makes them before the task runs, so a
+# Ctrl-C in between can only find them here (genrun.cli removes a half-made one).
+JOB_DIRS: list[str] = []
+
+
+def _job_dir(path: str, subdir: str | None = None) -> str:
+    """Returns `path` (a run directory, or a sweep directory and a job's sub-directory) and records it."""
+    JOB_DIRS.append(os.path.join(path, subdir) if subdir else path)
+    return subdir if subdir else path
+
+
 def register() -> None:
     # Hydra's ${hydra:runtime.cwd} is not set yet when a sweep's directory is resolved; this is.
     OmegaConf.register_new_resolver("cwd", os.getcwd, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("run_name", _run_name, replace=True)
+    OmegaConf.register_new_resolver("job_dir", _job_dir, replace=True)
     OmegaConf.register_new_resolver("checkpoint_run_name", _checkpoint_run_name, use_cache=True, replace=True)

@@ -18,7 +18,12 @@ def write_run_file(run_dir: Path, model: str | None, dataset: str | None, task: 
     """Names the run's model and dataset choices, so later commands find runs without guessing."""
     path = Path(run_dir) / RUN_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"task": task, "model": model, "dataset": dataset}) + "\n")
+    try:  # a resumed run keeps what run.json already records (its resumes)
+        run = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        run = {}
+    run = {**(run if isinstance(run, dict) else {}), "task": task, "model": model, "dataset": dataset}
+    path.write_text(json.dumps(run) + "\n")
 
 
 def _runs_of(output_root: Path, model: str | None, dataset: str | None) -> list[Path]:
@@ -109,3 +114,50 @@ def print_summary(title: str, lines: dict[str, str], metrics: dict, run_dir: Pat
     console.print(table)
     for step in next_steps:
         console.print(f"  [dim]next:[/dim] {step}", highlight=False, soft_wrap=True)
+
+
+class RunSnapshot:
+    """A run directory's files as they were before a resume, to put back if the resume fails before it
+    writes a checkpoint: a failed attempt must not replace a finished run's metrics, config or logs."""
+
+    REWRITTEN = ("metrics.json", RUN_FILE, ".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/hydra.yaml")
+    LOGS = ("train.log",)
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.contents = {name: self._read(name) for name in self.REWRITTEN}
+        self.log_sizes = {name: (self.run_dir / name).stat().st_size for name in self.LOGS
+                          if (self.run_dir / name).is_file()}
+        self.files = set(self._all_files())
+        self.checkpoint = self._checkpoint_state()
+
+    def _read(self, name: str) -> bytes | None:
+        path = self.run_dir / name
+        return path.read_bytes() if path.is_file() else None
+
+    def _all_files(self) -> list[Path]:
+        return [p for p in self.run_dir.rglob("*") if p.is_file()]
+
+    def _checkpoint_state(self):
+        last = self.run_dir / "checkpoints" / CHECKPOINT_NAME
+        if not last.is_file():
+            return None
+        stat = last.stat()
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+    def checkpoint_unchanged(self) -> bool:
+        return self._checkpoint_state() == self.checkpoint
+
+    def restore(self) -> None:
+        for path in self._all_files():
+            if path not in self.files:
+                path.unlink(missing_ok=True)
+        for name, content in self.contents.items():
+            path = self.run_dir / name
+            if content is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_bytes(content)
+        for name, size in self.log_sizes.items():
+            with open(self.run_dir / name, "r+b") as handle:
+                handle.truncate(size)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,6 +20,23 @@ class RunInfo(Callback):
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
         checkpoint["genrun"] = self.info
+
+
+class ResumeRecord(Callback):
+    """Appends to run.json which overrides are in force from which step on, each time a run is resumed, so
+    the run's files say what it did (the overrides file alone holds only the latest)."""
+
+    def __init__(self, run_dir, overrides: list[str]):
+        self.path = Path(run_dir) / "run.json"
+        self.overrides = [o for o in overrides if o.split("=", 1)[0] not in ("resume", "hydra.run.dir")]
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        run = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        run.setdefault("resumes", []).append({"from_step": trainer.global_step, "from_epoch": trainer.current_epoch,
+                                              "overrides": self.overrides})
+        self.path.write_text(json.dumps(run) + "\n")
 
 
 def _capture() -> dict:

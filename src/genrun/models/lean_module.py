@@ -2,10 +2,10 @@
 
 Lightning assigns `module._current_fx_name` before and after every hook it calls, module and callback
 hooks alike: some thirty assignments a training step. `nn.Module.__setattr__` runs its isinstance checks
-on each (Parameter's goes through a Python-level metaclass hook): about 85 µs a step on CPU, 11% of a
-bare Lightning step (bench/results/lightning_step_overhead_1thread.md). A value that is neither a tensor nor a module, assigned to a name that is already a
-plain attribute, cannot touch the parameter, buffer or submodule registries, so it goes straight to the
-instance dict; everything else takes nn.Module's path unchanged.
+on each (Parameter's goes through a Python-level metaclass hook); bench/results/lightning_step_overhead*.md
+has the cost. A value that is neither a tensor nor a module, assigned to a name that is already a plain
+attribute, cannot touch the parameter, buffer or submodule registries, so it goes straight to the instance
+dict; everything else takes nn.Module's path unchanged.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from genrun.nets.checks import require_positive
 from genrun.nets.conv import ConvDecoder, ConvEncoder
 from genrun.nets.mlp import mlp
 
@@ -29,6 +30,7 @@ class Autoencoder(nn.Module):
             raise ValueError(f"likelihood {likelihood!r}: choose one of {', '.join(LIKELIHOODS)}")
         if arch not in ("mlp", "conv"):
             raise ValueError(f"arch {arch!r}: choose mlp or conv")
+        require_positive(latent_dim=latent_dim, hidden_dims=list(hidden_dims), conv_width=conv_width)
         self.image_shape = (int(channels), int(image_size), int(image_size))
         self.latent_dim, self.variational, self.likelihood = int(latent_dim), bool(variational), likelihood
         n_pixels = math.prod(self.image_shape)

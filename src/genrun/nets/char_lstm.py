@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from genrun.nets.checks import require_positive
+
 State = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -19,6 +21,7 @@ class CharLSTM(nn.Module):
     def __init__(self, vocab_size: int, n_embd: int = 64, hidden_size: int = 512, n_layer: int = 2,
                  dropout: float = 0.0):
         super().__init__()
+        require_positive(n_embd=n_embd, hidden_size=hidden_size, n_layer=n_layer)
         self.vocab_size, self.hidden_size, self.n_layer = int(vocab_size), int(hidden_size), int(n_layer)
         self.embed = nn.Embedding(vocab_size, n_embd)
         self.lstm = nn.LSTM(n_embd, hidden_size, num_layers=n_layer, dropout=dropout if n_layer > 1 else 0.0,

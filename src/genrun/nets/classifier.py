@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrun.nets.checks import require_positive
+
 
 def _stages(image_size: int) -> int:
     """Number of 2x poolings: halve while the map stays at least 7 pixels wide (28 → 7, 32 → 8, 64 → 8)."""
@@ -34,6 +36,7 @@ class ConvClassifier(nn.Module):
         super().__init__()
         if not num_classes or num_classes < 2:
             raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+        require_positive(width=width, feature_dim=feature_dim)
         self.channels, self.image_size, self.num_classes = channels, image_size, num_classes
         self.feature_dim = feature_dim
         layers: list[nn.Module] = []

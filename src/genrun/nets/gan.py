@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from genrun.errors import GenrunError
+from genrun.nets.checks import require_positive
 from genrun.nets.conv import downsampling_plan
 from genrun.nets.mlp import mlp
 
@@ -69,6 +70,7 @@ class MLPGenerator(Generator):
                  image_size: int | None = None, hidden_dims: list[int] = (256, 256), num_classes: int = 0,
                  activation: str = "relu"):
         super().__init__()
+        require_positive(latent_dim=latent_dim, hidden_dims=list(hidden_dims))
         self.latent_dim, self.num_classes = int(latent_dim), int(num_classes or 0)
         self.shape = data_shape(shape, channels, image_size)
         self.images = len(self.shape) == 3
@@ -91,6 +93,7 @@ class MLPDiscriminator(nn.Module):
                  hidden_dims: list[int] = (256, 256), num_classes: int = 0, spectral_norm: bool = False,
                  activation: str = "leaky_relu", pack: int = 1):
         super().__init__()
+        require_positive(hidden_dims=list(hidden_dims))
         self.num_classes, self.pack = int(num_classes or 0), int(pack)
         if self.pack < 1:
             raise GenrunError(f"model.pack={pack}: must be 1 (off) or more")
@@ -132,6 +135,7 @@ class DCGANGenerator(Generator):
         super().__init__()
         if channels is None or image_size is None:
             raise GenrunError(NOT_IMAGES)
+        require_positive(latent_dim=latent_dim, width=width)
         stages, start = _plan(image_size)
         self.latent_dim, self.num_classes, self.images = int(latent_dim), int(num_classes or 0), True
         self.shape = (int(channels), int(image_size), int(image_size))
@@ -173,6 +177,7 @@ class DCGANDiscriminator(nn.Module):
         super().__init__()
         if channels is None or image_size is None:
             raise GenrunError(NOT_IMAGES)
+        require_positive(width=width)
         stages, final = _plan(image_size)
         self.norm = resolve_norm(norm, loss, spectral_norm)
         self.num_classes = int(num_classes or 0)

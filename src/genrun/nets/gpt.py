@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrun.nets.checks import require_positive
+
 
 class KVCache:
     """Keys and values of every layer for up to `max_len` positions, preallocated; `length` are filled."""
@@ -81,6 +83,7 @@ class GPT(nn.Module):
     def __init__(self, vocab_size: int, block_size: int = 256, n_layer: int = 4, n_head: int = 4, n_embd: int = 128,
                  dropout: float = 0.0, bias: bool = True):
         super().__init__()
+        require_positive(block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
         self.vocab_size, self.block_size = int(vocab_size), int(block_size)
         self.n_layer, self.n_head, self.n_embd = int(n_layer), int(n_head), int(n_embd)
         self.wte = nn.Embedding(vocab_size, n_embd)

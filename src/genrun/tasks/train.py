@@ -108,12 +108,48 @@ def flat_hparams(config: dict) -> dict:
     return flat
 
 
+def check_run_settings(cfg: DictConfig) -> None:
+    """The task's own settings, checked before anything is built: a mistake here must not cost a run."""
+    if int(cfg.num_samples) < 0:
+        raise GenrunError(f"num_samples={cfg.num_samples}: must be 0 (no samples at the end) or more")
+    if float(cfg.temperature) < 0:
+        raise GenrunError(f"temperature={cfg.temperature}: must be non-negative")
+    if cfg.get("threads") is not None and int(cfg.threads) < 1:
+        raise GenrunError(f"threads={cfg.threads}: must be at least 1 (or null for torch's default)")
+
+
+def _warn_if_endless(trainer_cfg: DictConfig) -> None:
+    """max_epochs=-1 is Lightning's "no limit": say so once, so an endless run is never a surprise."""
+    import logging
+
+    endless = trainer_cfg.get("max_epochs") == -1 and trainer_cfg.get("max_steps") in (None, -1)
+    if endless and not trainer_cfg.get("max_time") and not trainer_cfg.get("fast_dev_run"):
+        logging.getLogger("genrun").warning(
+            "trainer.max_epochs=-1 with no trainer.max_steps or trainer.max_time: training runs until you stop "
+            "it (Ctrl-C keeps the last checkpoint; continue with resume=RUN_DIR)")
+
+
+def interrupted(trainer, run_dir: Path):
+    """The line Ctrl-C during training ends with: where the last checkpoint is and how to go on."""
+    from genrun.runs import CHECKPOINT_NAME
+    from genrun.tasks import Interrupted
+
+    last = run_dir / "checkpoints" / CHECKPOINT_NAME
+    where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
+    if not last.is_file():
+        return Interrupted(f"training interrupted at {where}, before the first checkpoint; nothing was kept",
+                           checkpoint=None, global_step=trainer.global_step)
+    return Interrupted(f"training interrupted at {where}; last checkpoint: {last}; continue with: "
+                       f"genrun train resume={run_dir}", checkpoint=str(last), global_step=trainer.global_step,
+                       resume=f"genrun train resume={run_dir}")
+
+
 def run(cfg: DictConfig):
     import lightning as L
     import torch
     from hydra.core.hydra_config import HydraConfig
 
-    from genrun.callbacks.run_state import RNGState, RunInfo
+    from genrun.callbacks.run_state import ResumeRecord, RNGState, RunInfo
     from genrun.checkpoint import checkpoint_io, remove_stale_temporaries
     from genrun.families import family_module
     from genrun.families.base import EvalContext, SampleContext, SampleRequest
@@ -123,6 +159,7 @@ def run(cfg: DictConfig):
     run_dir = Path(cfg.paths.run_dir)
     choices = hydra_cfg.runtime.choices
     is_worker = "LOCAL_RANK" in os.environ and os.environ["LOCAL_RANK"] != "0"
+    check_run_settings(cfg)
     checkpoint_dir = run_dir / "checkpoints"
     resume_from = None
     if cfg.resume:
@@ -150,15 +187,24 @@ def run(cfg: DictConfig):
             "choices": {"model": choices.get("model"), "dataset": choices.get("dataset")}}
     has_validation = datamodule.has_validation()
     callbacks = [*_callbacks(cfg, has_validation), RunInfo(info), RNGState(int(cfg.seed))]
+    if cfg.resume and not is_worker:
+        callbacks.append(ResumeRecord(run_dir, _job_overrides()))
     # No validation split (dataset.val_fraction=0): switch the loop off rather than hand Lightning an empty one.
     no_validation = {} if has_validation else {"limit_val_batches": 0}
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=_loggers(cfg) or False,
                           plugins=[checkpoint_io()], default_root_dir=str(run_dir),
                           strategy=ddp_strategy_for(model, cfg.trainer.get("strategy")), **no_validation)
     environment = dict(os.environ)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    if not is_worker:
+        _warn_if_endless(cfg.trainer)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning turns Ctrl-C into SystemExit(1) once it has shut down
+            raise interrupted(trainer, run_dir) from None
+        raise
     if trainer.interrupted:
-        raise GenrunError(f"training interrupted; the last checkpoint is in {checkpoint_dir}")
+        raise interrupted(trainer, run_dir)
     # fast_dev_run and max_steps can end without an epoch-end checkpoint: always leave the final one.
     trainer.save_checkpoint(checkpoint_dir / CHECKPOINT_NAME, weights_only=False)
     if not is_worker:
@@ -186,10 +232,12 @@ def run(cfg: DictConfig):
                                         "dataset_config": config["dataset"]})
         with torch.no_grad():
             metrics.update(family.evaluate(net, context))
-    files = family.sample(net, SampleRequest(num_samples=int(cfg.num_samples), temperature=float(cfg.temperature),
-                                             seed=int(cfg.seed)),
-                          SampleContext(out_dir=run_dir / "samples", device=device, data_info=data_info,
-                                        load_split=load_split))
+    files = {}
+    if int(cfg.num_samples) > 0:
+        request = SampleRequest(num_samples=int(cfg.num_samples), temperature=float(cfg.temperature),
+                                seed=int(cfg.seed))
+        files = family.sample(net, request, SampleContext(out_dir=run_dir / "samples", device=device,
+                                                          data_info=data_info, load_split=load_split))
     _log_to_tensorboard(trainer, config, metrics, files)
     write_metrics(run_dir, {"task": "train", "status": "completed", "metrics": metrics,
                             "epochs": trainer.current_epoch, "global_step": trainer.global_step, "data": data_info})

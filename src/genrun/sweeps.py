@@ -1,0 +1,68 @@
+"""The end of a sweep: one summary of what ran, what failed and why, and the exit status it earns.
+
+A failed job does not stop a sweep (its metrics.json records the error, see genrun.tasks.run_task); this
+Hydra callback reads every job's metrics.json when the sweep ends, so it also sees jobs that a launcher ran
+in other processes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+
+_failed: list[str] = []
+
+
+def reset() -> None:
+    _failed.clear()
+
+
+def failed_jobs() -> list[str]:
+    """Run directories of the jobs that failed in this process's last sweep (empty outside sweeps)."""
+    return list(_failed)
+
+
+def _job_number(path: Path) -> int:
+    head = path.name.split("_", 1)[0]
+    return int(head) if head.isdigit() else 1 << 30
+
+
+def job_results(sweep_dir: Path) -> list[tuple[Path, str, str]]:
+    """(job directory, status, error) for every job directory of a sweep, in job order."""
+    results = []
+    for job in sorted((p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()), key=_job_number):
+        try:
+            metrics = json.loads((job / "metrics.json").read_text())
+        except (OSError, ValueError):
+            metrics = {"status": "no result", "error": "the job wrote no metrics.json"}
+        results.append((job, str(metrics.get("status", "unknown")), str(metrics.get("error", ""))))
+    return results
+
+
+def _overrides(job: Path) -> str:
+    try:
+        return " ".join(line[2:] for line in (job / ".hydra" / "overrides.yaml").read_text().splitlines()
+                        if line.startswith("- "))
+    except OSError:
+        return ""
+
+
+class SweepSummary(Callback):
+    """Prints `N done, M failed` with each failure's one-line reason and run directory."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        if not sweep_dir.is_dir():
+            return
+        results = job_results(sweep_dir)
+        failed = [(job, status, error) for job, status, error in results if status != "completed"]
+        _failed[:] = [str(job) for job, _status, _error in failed]
+        out = sys.stderr if failed else sys.stdout
+        print(f"genrun: sweep finished: {len(results) - len(failed)} done, {len(failed)} failed ({sweep_dir})",
+              file=out)
+        for job, status, error in failed:
+            print(f"  {status}: {job.name} [{_overrides(job)}]: {error}", file=out)
+        print(f"  compare the jobs: genrun report {sweep_dir}", file=out)
