@@ -1,10 +1,12 @@
-"""Awkward inputs read honestly: every PIL image mode, decompression bombs, symlink loops.
+"""Awkward inputs read honestly: every PIL image mode, decompression bombs, symlink loops, non-UTF-8 text.
 
 Images are real files written by PIL (or, for a bomb, a real PNG header) and decoded by the real datamodule.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import struct
 import zlib
@@ -15,6 +17,7 @@ import torch
 from PIL import Image
 
 from genrun.data.image_folder import ImageFolderDataModule, decode
+from genrun.data.text import TextDataModule
 from genrun.errors import GenrunError
 
 SIZE = 8  # files are 8×8 and decoded at 8: no resampling, so each half keeps its exact value
@@ -162,3 +165,58 @@ def test_a_class_folder_behind_a_symlink_loop_is_named_not_dropped(tmp_path):
     os.symlink("birds", tmp_path / "birds")  # the 'birds' class would silently vanish
     with pytest.raises(GenrunError, match="birds is a symlink loop"):
         ImageFolderDataModule(path=str(tmp_path), image_size=SIZE)
+
+
+LATIN_1 = "Voilà une phrase écrite en Latin-1, très ordinaire. ".encode("latin-1") * 40 + bytes(range(256))
+
+
+def test_the_byte_tokenizer_trains_on_the_raw_bytes_of_a_latin1_file(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(LATIN_1)
+    module = TextDataModule(path=str(path), tokenizer="byte", block_size=8, batch_size=4)
+    module.setup()
+    tokens = torch.cat([module.streams["train"], module.streams["val"]])
+    assert bytes(tokens.tolist()) == LATIN_1
+    assert module.info()["characters"] == len(LATIN_1) and module.info()["vocab_size"] == 256
+
+
+def test_the_char_tokenizer_refuses_a_latin1_file_in_one_line(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(LATIN_1)
+    with pytest.raises(GenrunError) as err:
+        TextDataModule(path=str(path), tokenizer="char", block_size=8).setup()
+    message = str(err.value)
+    assert str(path) in message and "invalid byte 0xe0 at offset 4" in message and "tokenizer=byte" in message
+    assert "\n" not in message
+
+
+@pytest.fixture
+def in_process(tmp_path, monkeypatch):
+    """`genrun` run in this process from tmp_path; Hydra's logging set-up is undone afterwards."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENRUN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("GENRUN_OUTPUT_DIR", raising=False)
+    root = logging.getLogger()
+    handlers, level, threads = list(root.handlers), root.level, torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny net: a second thread only spins
+    yield tmp_path
+    torch.set_num_threads(threads)
+    for handler in set(root.handlers) - set(handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
+
+
+def test_genrun_train_with_tokenizer_byte_takes_a_latin1_file(in_process, capsys):
+    from genrun.cli import main
+
+    (in_process / "latin1.txt").write_bytes(LATIN_1)
+    code = main(["train", "model=gpt", "model.n_layer=1", "model.n_head=2", "model.n_embd=16", "model.block_size=16",
+                 "model.sample_length=8", "dataset=text", "dataset.path=latin1.txt", "tokenizer=byte",
+                 "dataset.batch_size=4", "dataset.eval_batch_size=4", "debug=fast_dev_run", "num_samples=1"])
+    assert code == 0, capsys.readouterr().err[-3000:]
+    [metrics] = (in_process / "outputs" / "train").glob("*/*/metrics.json")
+    data = json.loads(metrics.read_text())["data"]
+    assert data["tokenizer"] == "byte" and data["tokens"]["train"] + data["tokens"]["val"] == len(LATIN_1)
+    samples = metrics.parent / "samples" / "samples.txt"
+    samples.read_bytes().decode("utf-8")  # undecodable sampled bytes are shown as U+FFFD, never a crash
