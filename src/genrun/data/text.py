@@ -32,20 +32,26 @@ SHAKESPEARE_FILE = "tinyshakespeare.txt"
 BATCH_ORDERS = ("random", "contiguous")
 
 
-def read_text_file(path: Path, key: str = "dataset.path") -> str:
-    """The file's text, or one line naming what is wrong with it."""
+def read_file_bytes(path: Path, key: str = "dataset.path") -> bytes:
+    """The file's bytes, or one line naming what is wrong with it."""
     if not path.exists():
         raise GenrunError(f"{key}={path}: no such file")
     if path.is_dir():
-        raise GenrunError(f"{key}={path}: is a directory, expected a UTF-8 text file")
+        raise GenrunError(f"{key}={path}: is a directory, expected a text file")
     data = path.read_bytes()
     if not data:
         raise GenrunError(f"{key}={path}: the file is empty")
+    return data
+
+
+def decode_utf8(data: bytes, path: Path, key: str = "dataset.path") -> str:
+    """The bytes as UTF-8 text, for the char tokenizer; else one line naming the first invalid byte."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise GenrunError(f"{key}={path}: not UTF-8 text (invalid byte 0x{data[err.start]:02x} at offset "
-                          f"{err.start}); convert it first, e.g. iconv -t UTF-8") from None
+                          f"{err.start}); convert it first (e.g. iconv -t UTF-8) or train on its raw bytes "
+                          "with tokenizer=byte") from None
 
 
 def encode_chars(text: str, tokenizer: CharTokenizer) -> torch.Tensor:
@@ -60,10 +66,11 @@ def encode_chars(text: str, tokenizer: CharTokenizer) -> torch.Tensor:
     return torch.from_numpy(table[points])
 
 
-def encode(text: str, tokenizer) -> torch.Tensor:
+def encode(corpus: str | bytes, tokenizer) -> torch.Tensor:
+    """Token ids: characters through the vocabulary, or the raw bytes themselves (ids 0..255)."""
     if isinstance(tokenizer, CharTokenizer):
-        return encode_chars(text, tokenizer)
-    return torch.from_numpy(np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64))
+        return encode_chars(corpus, tokenizer)
+    return torch.from_numpy(np.frombuffer(corpus, dtype=np.uint8).astype(np.int64))
 
 
 def windows(stream: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,7 +150,10 @@ class RowWindowLoader:
 
 
 class TextDataModule(InMemoryDataModule):
-    """Any UTF-8 text file (`dataset=text dataset.path=FILE`); subclasses change where the text comes from."""
+    """Any file (`dataset=text dataset.path=FILE`): UTF-8 text for tokenizer=char, any bytes for tokenizer=byte.
+
+    Subclasses change where the corpus comes from (`corpus_file`, or `read_text` and `read_bytes`).
+    """
 
     name = "text"
 
@@ -168,24 +178,35 @@ class TextDataModule(InMemoryDataModule):
         self.streams: dict[str, torch.Tensor] = {}
         self.train_dataloader_cache = None
 
-    def read_text(self) -> tuple[str, str]:
-        """(text, a description of where it came from)."""
+    def corpus_file(self) -> tuple[Path, str]:
+        """(the file to read, the config key that names it in errors)."""
         if self.path is None:
             raise GenrunError("dataset.path: required for dataset=text (dataset.path=FILE)")
-        return read_text_file(self.path), str(self.path.resolve())
+        return self.path, "dataset.path"
+
+    def read_bytes(self) -> tuple[bytes, str]:
+        """(the file's bytes as they are, where they came from): what tokenizer=byte trains on."""
+        path, key = self.corpus_file()
+        return read_file_bytes(path, key), str(path.resolve())
+
+    def read_text(self) -> tuple[str, str]:
+        """(the file's text, where it came from): what tokenizer=char trains on; it must be UTF-8."""
+        path, key = self.corpus_file()
+        return decode_utf8(read_file_bytes(path, key), path, key), str(path.resolve())
 
     def load(self):
-        text, source = self.read_text()
+        # The byte tokenizer never decodes: any bytes train as they are (max_chars then counts bytes).
+        corpus, source = self.read_bytes() if self.tokenizer_kind == "byte" else self.read_text()
         if self.max_chars is not None:
-            text = text[: self.max_chars]
-        n_val = int(round(len(text) * self.val_fraction))
-        train_text, val_text = text[: len(text) - n_val], text[len(text) - n_val :]
-        tokenizer = build_tokenizer(self.tokenizer_kind, train_text)
-        unseen = tokenizer.unknown(val_text)
+            corpus = corpus[: self.max_chars]
+        n_val = int(round(len(corpus) * self.val_fraction))
+        train_part, val_part = corpus[: len(corpus) - n_val], corpus[len(corpus) - n_val :]
+        tokenizer = build_tokenizer(self.tokenizer_kind, train_part)
+        unseen = tokenizer.unknown(val_part)
         if unseen and UNKNOWN not in tokenizer.index:
             tokenizer = CharTokenizer([*tokenizer.vocab, UNKNOWN])
         self.tokenizer = tokenizer
-        train, val = encode(train_text, tokenizer), encode(val_text, tokenizer)
+        train, val = encode(train_part, tokenizer), encode(val_part, tokenizer)
         if len(train) < self.block_size + 2:
             raise GenrunError(f"{self._what()}: {len(train)} training tokens, fewer than block_size + 2 = "
                               f"{self.block_size + 2}; use a longer text or a smaller model.block_size")
@@ -198,10 +219,10 @@ class TextDataModule(InMemoryDataModule):
             "vocab": getattr(tokenizer, "vocab", None), "vocab_size": tokenizer.vocab_size,
             "split": f"contiguous: first {1 - self.val_fraction:.0%} train, last {self.val_fraction:.0%} "
                      "validation (test = validation)",
-            "val_fraction": self.val_fraction, "characters": len(text),
+            "val_fraction": self.val_fraction, "characters": len(corpus),
             "tokens": {"train": len(train), "val": len(val)}, "block_size": self.block_size,
             "batch_order": self.batch_order,
-            "val_unseen_characters": sum(val_text.count(ch) for ch in unseen),
+            "val_unseen_characters": sum(val_part.count(ch) for ch in unseen),
         }
         val_windows = windows(val, self.block_size)
         return {"train": windows(train, self.block_size), "val": val_windows, "test": val_windows}
@@ -278,13 +299,13 @@ class ShakespeareDataModule(TextDataModule):
         super().__init__(**kwargs)
         self.data_dir, self.url = Path(data_dir), url
 
-    def read_text(self) -> tuple[str, str]:
+    def corpus_file(self) -> tuple[Path, str]:
         if self.path is not None:
-            return super().read_text()
+            return super().corpus_file()
         target = self.data_dir / SHAKESPEARE_FILE
         if not target.is_file():
             download(self.url, target)
-        return read_text_file(target, key="dataset=shakespeare file"), str(target.resolve())
+        return target, "dataset=shakespeare file"
 
 
 def download(url: str, target: Path, timeout: float = 30.0) -> None:
@@ -336,3 +357,8 @@ class PythonSourceDataModule(TextDataModule):
         if not parts:
             raise GenrunError(f"dataset=python_source: no readable .py files under {root}")
         return "".join(parts), f"python stdlib {root} ({len(parts)} files)"
+
+    def read_bytes(self) -> tuple[bytes, str]:
+        """The same text as UTF-8 bytes: it was decoded strictly, so encoding it back is exact."""
+        text, source = self.read_text()
+        return text.encode("utf-8"), source

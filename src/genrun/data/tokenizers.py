@@ -42,11 +42,6 @@ class CharTokenizer:
                               f"vocabulary: {shown} (remove them, or train with tokenizer=byte)")
         return torch.tensor([self.index[ch] for ch in text], dtype=torch.long)
 
-    def encode_lenient(self, text: str) -> torch.Tensor:
-        """Encode, mapping unseen characters to UNKNOWN (which must be in the vocabulary)."""
-        unk = self.index.get(UNKNOWN, 0)
-        return torch.tensor([self.index.get(ch, unk) for ch in text], dtype=torch.long)
-
     def decode(self, ids) -> str:
         return "".join(self.vocab[int(i)] for i in ids)
 
@@ -59,18 +54,20 @@ class CharTokenizer:
 
 
 class ByteTokenizer:
-    """UTF-8 bytes, vocabulary 256: any text and any prompt can be encoded."""
+    """Raw bytes, vocabulary 256: trains on a file's bytes as they are (any encoding, or binary data).
+
+    Prompts are encoded as UTF-8; output is shown as UTF-8, bytes that do not decode becoming U+FFFD.
+    """
 
     kind = "byte"
     vocab_size = 256
 
-    def unknown(self, text: str) -> list[str]:
+    def unknown(self, corpus) -> list[str]:
         return []
 
     def encode(self, text: str, what: str = "text") -> torch.Tensor:
+        """A prompt's ids: its UTF-8 bytes."""
         return torch.tensor(list(text.encode("utf-8")), dtype=torch.long)
-
-    encode_lenient = encode
 
     def decode(self, ids) -> str:
         return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
@@ -84,11 +81,12 @@ class ByteTokenizer:
         return "\n"
 
 
-def build_tokenizer(kind: str, train_text: str):
+def build_tokenizer(kind: str, train_part: str | bytes):
+    """The tokenizer `kind`; a char vocabulary is the characters of the training part (bytes need none)."""
     if kind == "byte":
         return ByteTokenizer()
     if kind == "char":
-        return CharTokenizer(sorted(set(train_text)))
+        return CharTokenizer(sorted(set(train_part)))
     raise GenrunError(f"dataset.tokenizer={kind!r}: choose one of {', '.join(KINDS)}")
 
 
