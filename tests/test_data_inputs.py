@@ -101,6 +101,17 @@ def test_a_sixteen_bit_image_keeps_its_levels_through_resizing(tmp_path):
     assert float(x.min()) > 0.24 and float(x.max()) < 0.76 and float(x.mean()) == pytest.approx(0.5, abs=0.01)
 
 
+def test_a_photo_tagged_as_rotated_is_decoded_upright(tmp_path):
+    pixels = np.zeros((4, 8), dtype=np.uint8)
+    pixels[:, :4] = 255  # a wide image, left half white
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # EXIF orientation: shown turned 90 degrees clockwise, as phones write it
+    image.save(tmp_path / "phone.jpg", exif=exif, quality=100)
+    upright = decode(tmp_path / "phone.jpg", 4, 1)[0]
+    assert upright[:2].min() > 0.9 and upright[2:].max() < 0.1  # now tall: the white half on top
+
+
 @pytest.mark.parametrize(("values", "found"), [(np.int32([70000, 0]), "70000"), (np.float32([2.5, 0]), "2.5"),
                                                (np.float32([np.nan, 0.5]), "nan")])
 def test_integer_and_float_pixels_outside_the_scaled_range_are_refused(tmp_path, values, found):

@@ -88,12 +88,12 @@ def decode(path: Path, image_size: int, channels: int) -> torch.Tensor:
     page shows it, so hidden colours under transparent pixels never leak in. An image over PIL's
     Image.MAX_IMAGE_PIXELS is refused before its pixels are decoded.
     """
-    from PIL import UnidentifiedImageError
+    from PIL import ImageOps, UnidentifiedImageError
     from torchvision.transforms import functional as F
 
     try:
         with _open(path) as image:
-            image = _grey_or_rgb(image, channels, path)
+            image = _grey_or_rgb(ImageOps.exif_transpose(image), channels, path)  # phone photos stand upright
             image = F.center_crop(F.resize(image, image_size, antialias=True), image_size)
             if image.mode != "F":  # the common 8-bit case: PIL's integer resize, one division
                 return F.pil_to_tensor(image).float().div(255.0)
