@@ -27,6 +27,12 @@ DIGEST_KEY = "genrun_digest"
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     """A checkpoint's contents, refusing anything but tensors and plain containers."""
+    return load_checkpoint_with_digest(path, map_location)[0]
+
+
+def load_checkpoint_with_digest(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[dict, str]:
+    """A checkpoint's contents and their digest (checked against the stored one; computed for older files),
+    which a run that uses this checkpoint as a frozen component records."""
     path = Path(path)
     if not path.is_file():
         raise GenrunError(f"checkpoint {path}: no such file")
@@ -42,13 +48,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise GenrunError(f"checkpoint {path}: not a genrun checkpoint (no state_dict)")
     stored = payload.pop(DIGEST_KEY, None)
-    if stored is not None and stored != content_digest(payload):
+    digest = content_digest(payload)
+    if stored is not None and stored != digest:
         raise GenrunError(f"checkpoint {path}: corrupted: its contents no longer match the digest written with "
                           "them (the file changed after it was saved)")
     bad = non_finite_keys(payload["state_dict"])
     if bad:
         raise GenrunError(f"checkpoint {path}: refused: non-finite weights in {', '.join(bad[:3])}")
-    return payload
+    return payload, digest
 
 
 def content_digest(payload: object) -> str:

@@ -84,6 +84,25 @@ def is_trusted(target: object) -> bool:
     return False
 
 
+def resolve_trusted(path: object, base: type):
+    """The class `path` names if it is genrun's own and derives from `base` (an nn.Module of genrun.nets,
+    or a genrun.pipeline.Pipeline defined anywhere in genrun), else None. For classes a checkpoint names
+    outside Hydra's `_target_` (a pipeline and its components)."""
+    if not isinstance(path, str) or not _DOTTED.fullmatch(path) or not path.startswith("genrun."):
+        return None
+    owner, _, name = path.rpartition(".")
+    package = "genrun.nets" if base.__name__ == "Module" else "genrun"
+    if not owner.startswith(package + "."):
+        return None
+    try:
+        found = getattr(importlib.import_module(owner), name)
+    except (ImportError, AttributeError):
+        return None
+    if isinstance(found, type) and issubclass(found, base) and found.__module__ == owner:
+        return found
+    return None
+
+
 def untrusted_targets(config: object, prefix: str = "") -> list[tuple[str, object]]:
     """(dotted key, target) of every `_target_` in a plain config tree that is not on the allow-list.
 

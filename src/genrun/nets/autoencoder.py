@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from genrun.nets.base import Net
 from genrun.nets.checks import require_positive
 from genrun.nets.conv import ConvDecoder, ConvEncoder
 from genrun.nets.mlp import mlp
@@ -15,7 +16,7 @@ from genrun.nets.mlp import mlp
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
-class Autoencoder(nn.Module):
+class Autoencoder(Net):
     """encode(x) → (mean, log-variance or None); decode(z) → pixel parameters (logits or means).
 
     `prior_mean`/`prior_std` are the latent distribution to sample from: N(0, I) for a VAE; for a plain

@@ -5,12 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from genrun.nets.base import Net
 from genrun.nets.checks import require_positive
 
 State = tuple[torch.Tensor, torch.Tensor]
 
 
-class CharLSTM(nn.Module):
+class CharLSTM(Net):
     """Token ids (B×T) and an optional (h, c) state -> (logits B×T×vocab_size, new state).
 
     The state is what makes both truncated BPTT across batches and constant-cost sampling possible.

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrun.nets.base import Net
 from genrun.nets.checks import require_positive
 
 
@@ -23,7 +24,7 @@ def _stages(image_size: int) -> int:
     return max(stages, 1)
 
 
-class ConvClassifier(nn.Module):
+class ConvClassifier(Net):
     """3x3 conv + batch norm + ReLU + 2x max-pooling stages (widths doubling from `width`), one more conv at
     the smallest size, a `feature_dim` hidden layer, the class logits. Inputs are images in [0, 1].
 

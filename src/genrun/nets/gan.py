@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from genrun.errors import GenrunError
+from genrun.nets.base import Net
 from genrun.nets.checks import require_positive
 from genrun.nets.conv import downsampling_plan
 from genrun.nets.mlp import mlp
@@ -38,7 +39,7 @@ def _maybe_sn(layer: nn.Module, enabled: bool) -> nn.Module:
     return _spectral_norm(layer) if enabled else layer
 
 
-class Generator(nn.Module):
+class Generator(Net):
     """What sampling and evaluation rely on: latent_dim, num_classes, forward(z, y), to_data, sample_latents."""
 
     latent_dim: int
@@ -84,7 +85,7 @@ class MLPGenerator(Generator):
         return torch.tanh(out) if self.images else out
 
 
-class MLPDiscriminator(nn.Module):
+class MLPDiscriminator(Net):
     """`pack` > 1 is PacGAN (Lin et al. 2018): the network scores `pack` items of one kind (all real or all
     generated) concatenated, one score per pack, so it can see how varied a small set is and penalises a
     generator that drops modes. A batch that `pack` does not divide loses its last few items."""
@@ -168,7 +169,7 @@ def resolve_norm(norm: str, loss: str, spectral_norm: bool) -> str:
     return "none" if spectral_norm else "batch"
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(Net):
     """C×S×S → one score: stride-2 convolutions with LeakyReLU(0.2), normalisation after the first,
     a final convolution over the remaining s×s map."""
 

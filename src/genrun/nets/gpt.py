@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrun.nets.base import Net
 from genrun.nets.checks import require_positive
 
 
@@ -75,7 +76,7 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class GPT(nn.Module):
+class GPT(Net):
     """Token ids (B×T, T ≤ block_size) -> next-token logits (B×T×vocab_size)."""
 
     recurrent = False
