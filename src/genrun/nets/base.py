@@ -19,6 +19,10 @@ def plain(value, where: str):
     """`value` as JSON-like data (lists for tuples), or a TypeError naming the argument."""
     if isinstance(value, PLAIN):
         return value
+    if type(value).__module__.startswith("omegaconf"):  # Hydra passes lists and dicts as OmegaConf containers
+        from omegaconf import OmegaConf
+
+        value = OmegaConf.to_container(value, resolve=True)
     if isinstance(value, (list, tuple)):
         return [plain(item, where) for item in value]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
