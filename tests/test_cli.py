@@ -23,6 +23,14 @@ def test_help_lists_tasks_groups_and_choices_without_torch(workdir):
         assert word in out, word
 
 
+def test_help_names_config_dir_and_shell_completion(capsys):
+    from genrun.cli import main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "-cd DIR" in out and 'eval "$(genrun -sc install=bash)"' in out and "hydra/launcher=joblib" in out
+
+
 def test_console_script_and_module_agree(workdir):
     script = Path(sys.executable).parent / "genrun"
     a = check_ok(run_genrun(["--help"], workdir, command=[str(script)]))

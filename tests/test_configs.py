@@ -49,3 +49,14 @@ def test_every_choice_of_other_groups_composes(group):
 def test_inference_configs_compose_with_and_without_a_model(task):
     assert _compose(task, []).task == task
     assert _compose(task, ["model=vae"]).model.latent_dim == 20
+
+
+def test_trainer_configs_list_only_lightning_trainer_arguments():
+    """Any other Trainer argument is a plain trainer.X override (genrun.overrides asks Lightning's signature),
+    so the trainer configs hold only genrun's chosen defaults, and each must be a real argument."""
+    from genrun.overrides import trainer_arguments
+
+    arguments = trainer_arguments()
+    for choice in GROUPS["trainer"]:
+        keys = set(_compose("train", [f"trainer={choice}"]).trainer) - {"_target_"}
+        assert keys <= set(arguments), (choice, keys - set(arguments))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 
@@ -21,11 +22,19 @@ TASKS = {
 # Environment set by a DDP parent so that the processes Lightning starts re-enter the same job.
 DDP_TASK_ENV = "GENRUN_DDP_TASK"
 DDP_ARGS_ENV = "GENRUN_DDP_ARGS"
+# Hydra flags that choose where configs come from (-cd, -cn, -cp): the job's overrides do not record them, so
+# the DDP processes read them from here.
+DDP_FLAGS_ENV = "GENRUN_DDP_CONFIG_FLAGS"
+_CONFIG_FLAGS = (("-cd", "--config-dir"), ("-cn", "--config-name"), ("-cp", "--config-path"))
 # Hydra flags that consume the next argument.
 _FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
                      "-cd", "--config-dir", "--experimental-rerun", "-sc", "--shell-completion"}
 _INFO_CHOICES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
-_NO_CHECK_FLAGS = {"-h", "--help", "--hydra-help", "--version", "-sc", "--shell-completion"}
+# Flags after which genrun does not check the overrides: nothing composes, or Hydra reads another config tree.
+_NO_CHECK_FLAGS = {"-h", "--help", "--hydra-help", "--version", "-cp", "--config-path"}
+# Hydra's commands, of which one runs: Hydra answers two with a bare ValueError and a traceback.
+_COMMANDS = {"-m": "-m", "--multirun": "-m", "-c": "--cfg", "--cfg": "--cfg", "-i": "--info", "--info": "--info",
+             "-r": "--run", "--run": "--run", "-sc": "-sc", "--shell-completion": "-sc"}
 
 
 def usage() -> str:
@@ -43,8 +52,11 @@ def usage() -> str:
         "  genrun train -m model=vae model.latent_dim=2,16",
         "  genrun train experiment=vae_mnist trainer=cpu",
         "  genrun train --cfg job            (print the composed config)",
+        "  genrun train -cd my_configs experiment=mine   (your own configs beside genrun's)",
+        "  genrun train -m hydra/launcher=joblib model.latent_dim=2,16   (jobs in parallel; needs the plugin)",
         "",
-        "Hydra's flags work as usual: -m/--multirun, --cfg job, --info, hydra.run.dir=..., +key=value.",
+        "Hydra's flags work as usual: -m/--multirun, --cfg job, --info, -cd DIR, hydra.run.dir=..., +key=value.",
+        'Shell completion (bash, zsh): eval "$(genrun -sc install=bash)"',
     ]
     return "\n".join(lines)
 
@@ -68,11 +80,44 @@ def split_args(args: list[str]) -> tuple[list[str], list[str]]:
     return flags, overrides
 
 
+def _flag_value(flags: list[str], names: tuple[str, ...]) -> str | None:
+    """The value of the last of `names` among `flags` (`-cd DIR` or `--config-dir=DIR`), else None."""
+    value = None
+    for i, flag in enumerate(flags):
+        name, eq, inline = flag.partition("=")
+        if name in names:
+            value = inline if eq else (flags[i + 1] if i + 1 < len(flags) else None)
+    return value
+
+
+def _clashing_commands(flags: list[str]) -> str | None:
+    """One line when the flags ask Hydra for two commands (say -m and --cfg), which it refuses."""
+    chosen = list(dict.fromkeys(_COMMANDS[f.split("=")[0]] for f in flags if f.split("=")[0] in _COMMANDS))
+    if len(chosen) < 2:
+        return None
+    return (f"{chosen[0]} and {chosen[1]} cannot be combined: Hydra runs one of --run, -m, --cfg, --info and "
+            "-sc per command")
+
+
 def _ddp_child_job() -> tuple[str, list[str]] | None:
     """In a process Lightning started for DDP, the exact job the parent runs; else None."""
     if "LOCAL_RANK" in os.environ and os.environ.get(DDP_TASK_ENV):
-        return os.environ[DDP_TASK_ENV], json.loads(os.environ.get(DDP_ARGS_ENV, "[]"))
+        flags = json.loads(os.environ.get(DDP_FLAGS_ENV, "[]"))
+        return os.environ[DDP_TASK_ENV], [*flags, *json.loads(os.environ.get(DDP_ARGS_ENV, "[]"))]
     return None
+
+
+def _pass_config_flags_to_ddp(flags: list[str]) -> None:
+    """Record this command's -cd/-cn/-cp for the processes DDP starts (absolute, as their cwd may differ)."""
+    passed = []
+    for short, long in _CONFIG_FLAGS:
+        value = _flag_value(flags, (short, long))
+        if value is not None:
+            passed += [short, os.path.abspath(value) if short != "-cn" else value]
+    if passed:
+        os.environ[DDP_FLAGS_ENV] = json.dumps(passed)
+    else:
+        os.environ.pop(DDP_FLAGS_ENV, None)
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -95,6 +140,8 @@ def _main(argv: list[str] | None) -> int:
     if child:
         task, args = child
     else:
+        if args and args[0] in ("-sc", "--shell-completion"):  # completion of the task names comes first
+            return _shell_completion(None, args)
         if not args or args[0] in ("-h", "--help", "help"):
             print(usage())
             return 0
@@ -111,17 +158,57 @@ def _main(argv: list[str] | None) -> int:
     from genrun.overrides import check_overrides, resume_overrides
 
     flags, overrides = split_args(args)
+    if not child and _flag_value(flags, ("-sc", "--shell-completion")) is not None:
+        return _shell_completion(task, args)
+    clash = _clashing_commands(flags)
+    if clash:
+        return _fail(clash)
+    multirun = bool({"-m", "--multirun"} & set(flags))
     resumed = None
     try:
+        config_dir = _config_dir(flags)
         if not child and task == "train":
-            overrides, resumed = resume_overrides(overrides, multirun=bool({"-m", "--multirun"} & set(flags)))
-        if not child and not _NO_CHECK_FLAGS & set(flags):
-            check_overrides(task, overrides)
+            overrides, resumed = resume_overrides(overrides, multirun=multirun, config_dir=config_dir)
+        if not child and not _NO_CHECK_FLAGS & {f.split("=")[0] for f in flags}:
+            overrides = check_overrides(task, overrides, multirun=multirun, config_dir=config_dir,
+                                        config_name=_flag_value(flags, ("-cn", "--config-name")))
     except GenrunError as err:
         return _fail(str(err))
+    if not child:
+        _pass_config_flags_to_ddp(flags)
     if resumed is None:
         return _run_hydra(task, flags + overrides)
     return _resume(resumed, task, flags + overrides)
+
+
+def _config_dir(flags: list[str]) -> str | None:
+    """The --config-dir of this command (Hydra adds it to the search path after genrun's configs)."""
+    from genrun.errors import GenrunError
+
+    value = _flag_value(flags, ("-cd", "--config-dir"))
+    if value is not None and not os.path.isdir(value):
+        raise GenrunError(f"--config-dir {value}: no such directory")
+    return value
+
+
+def _shell_completion(task: str | None, args: list[str]) -> int:
+    """`-sc install=bash` prints Hydra's completion script for `genrun`; the script asks `genrun -sc
+    query=bash` with the line typed so far in COMP_LINE. genrun completes the task name itself, then hands
+    Hydra the line without the task, so Hydra completes that task's overrides."""
+    command = _flag_value(args, ("-sc", "--shell-completion")) or ""
+    if not command.startswith("query="):
+        return _run_hydra(task or "train", ["-sc", command], program="genrun")
+    line = os.environ.get("COMP_LINE", "")
+    found = re.match(r"(\s*\S+\s+)(\S+)(\s.*)?$", line, re.DOTALL)
+    if not found or found.group(3) is None:  # the task itself is being typed
+        typed = found.group(2) if found else ""
+        sep = "\n" if command == "query=fish" else " "
+        print(sep.join(name for name in TASKS if name.startswith(typed)))
+        return 0
+    if found.group(2) not in TASKS or found.group(2) == "report":
+        return 0  # nothing to offer: the shell falls back to file names
+    os.environ["COMP_LINE"] = found.group(1) + found.group(3).lstrip()
+    return _run_hydra(found.group(2), ["-sc", command], program="genrun")
 
 
 def _resume(run_dir, task: str, args: list[str]) -> int:
@@ -139,7 +226,9 @@ def _resume(run_dir, task: str, args: list[str]) -> int:
     return code
 
 
-def _run_hydra(task: str, args: list[str]) -> int:
+def _run_hydra(task: str, args: list[str], program: str | None = None) -> int:
+    """Run Hydra's main for `task` with `args` as its command line (`program` as sys.argv[0] if given: the
+    completion script names the command it completes after it)."""
     import hydra
 
     from genrun import resolvers
@@ -154,7 +243,7 @@ def _run_hydra(task: str, args: list[str]) -> int:
 
     entry = hydra.main(config_path=str(config_dir()), config_name=task, version_base="1.3")(task_function)
     saved_argv = sys.argv
-    sys.argv = [saved_argv[0], *args]
+    sys.argv = [program or saved_argv[0], *args]
     from genrun import sweeps
 
     sweeps.reset()

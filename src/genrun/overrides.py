@@ -1,89 +1,434 @@
 """Checks command-line overrides before Hydra runs, so mistakes end in one line naming the culprit.
 
-Hydra reports the same mistakes as multi-line messages (or not at all, for a value of the wrong type);
-here each becomes a GenrunError: unknown group choice, unknown key, wrong type, bad resume directory.
+Hydra is the judge: each job's overrides are composed as the run will compose them (genrun's configs and
+any --config-dir, Hydra's plugins, the basic sweeper's expansion of sweeps), and what Hydra or OmegaConf
+raises becomes one GenrunError line naming the key (unknown key with the keys beside it, unknown group
+choice with the choices, a launcher or sweeper whose plugin is missing with the package to install).
+Composition takes any value for an existing key, so two checks are added, each decided by an existing
+source rather than a rule kept here: a value whose type the key's default rules out (OmegaConf's typed
+node for that default decides), and `trainer.X`, judged by lightning.pytorch.Trainer's own signature (an
+argument the trainer config does not list is added for the run as `++trainer.X=...`; a misspelt one is
+refused with the closest name). Lightning is imported only when a trainer key needs it.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import re
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
-from genrun.configs import config_dir, config_groups
+from genrun.configs import config_dir as packaged_config_dir
 from genrun.errors import GenrunError
 
+# Hydra plugins genrun knows by name: the package providing each launcher or sweeper choice, for a hint.
+PLUGINS = {
+    "hydra/launcher": {"joblib": "hydra-joblib-launcher", "submitit_local": "hydra-submitit-launcher",
+                       "submitit_slurm": "hydra-submitit-launcher", "rq": "hydra-rq-launcher",
+                       "ray": "hydra-ray-launcher", "ray_aws": "hydra-ray-launcher"},
+    "hydra/sweeper": {"optuna": "hydra-optuna-sweeper", "ax": "hydra-ax-sweeper",
+                      "nevergrad": "hydra-nevergrad-sweeper"},
+}
+# pyproject.toml extras that install a plugin (tested with genrun).
+EXTRAS = {"hydra-joblib-launcher": "joblib", "hydra-submitit-launcher": "submitit"}
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+TRAINERS = ("lightning.pytorch.Trainer", "lightning.Trainer")
+# Trainer arguments genrun/tasks/train.py passes itself: a trainer.X for these would be silently replaced.
+SET_BY_GENRUN = {"callbacks": "the callbacks group (callbacks.NAME=...)", "logger": "logger=tensorboard|csv",
+                 "plugins": "nothing: genrun sets the checkpoint I/O", "default_root_dir": "hydra.run.dir=..."}
 
-def _parse(overrides: list[str]):
+
+@contextmanager
+def _quiet():
+    """Hydra warns about deprecated syntax while composing; the run itself warns once, the check stays silent."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _loader(config_dir: str | None = None):
+    """Hydra's config loader with the search path `genrun TASK` runs with: Hydra's own configs, genrun's,
+    then a --config-dir (Hydra adds it after the primary directory), then the plugins' configs."""
+    from hydra import version
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
+
+    from genrun import resolvers
+
+    resolvers.register()
+    version.setbase("1.3")  # as genrun's hydra.main: Hydra's rules (and errors) depend on it
+    search_path = create_config_search_path(f"file://{packaged_config_dir()}")
+    if config_dir:
+        search_path.prepend(provider="command-line", path=f"file://{Path(config_dir).resolve()}",
+                            anchor=SearchPathQuery(provider="schema"))
+    return ConfigLoaderImpl(config_search_path=search_path)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0].strip() if lines else type(err).__name__
+
+
+def _parse(overrides: list[str], loader=None) -> list:
+    """Hydra's parse of each override; one that does not parse is named."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
-    try:
-        return OverridesParser.create().parse_overrides(overrides)
-    except OverrideParseException as err:
-        first = str(err).strip().splitlines()[0]
-        raise GenrunError(f"cannot parse override: {first}") from None
+    parser = OverridesParser.create(config_loader=loader)
+    parsed = []
+    for override in overrides:
+        try:
+            parsed += parser.parse_overrides([override])
+        except OverrideParseException as err:  # its first line may only repeat the override: take the reason
+            reasons = [line for line in str(err).splitlines()
+                       if line.strip() and not line.startswith(("Error parsing override", "See https://"))]
+            reason = reasons[0].strip() if reasons else _first_line(err)
+            raise GenrunError(f"cannot parse override {override!r}: {reason}") from None
+    return parsed
 
 
-def _first_value_override(override) -> str:
-    """A sweep `k=a,b` checked as `k=a` (every value is checked by type below); others as written.
+def _open(overrides: list[str], opened: set[str]) -> list[str]:
+    """`overrides` with each plain `trainer.X=v` whose key is in `opened` written `++trainer.X=v`."""
+    if not opened:
+        return list(overrides)
+    result = []
+    for line, override in zip(overrides, _parse(overrides), strict=True):
+        plain = override.type.name == "CHANGE" and override.package is None
+        result.append(f"++{line}" if plain and override.key_or_group in opened else line)
+    return result
 
-    The key element keeps its `+`, `++` or `~` prefix.
+
+def _load(loader, name: str, overrides: list[str], run_mode, opened: set[str]):
+    """(config, overrides as run) of Hydra's composition; a refused override becomes a GenrunError.
+
+    A `trainer.X` Hydra refuses only because the trainer config does not list X is added to `opened`
+    and composed again as `++trainer.X` when Lightning's Trainer takes X.
     """
-    if not override.is_sweep_override():
-        return override.input_line
-    return f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}"
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    for _attempt in range(len(overrides) + 1):
+        lines = _open(overrides, opened)
+        try:
+            with _quiet():
+                return loader.load_configuration(config_name=name, overrides=lines, run_mode=run_mode), lines
+        except (HydraException, OmegaConfBaseException) as err:
+            key = _trainer_argument(err, lines)
+            if key is None or key in opened:
+                raise GenrunError(_explain(err, lines)) from None
+            opened.add(key)
+    raise AssertionError("unreachable: each attempt opens one more key")
 
 
-def _values(override) -> list:
-    if override.is_sweep_override():
-        return list(override.sweep_iterator())
-    return [override.value()]
+def _rejected_key(err):
+    """(dotted key, parent node) of a `key=value` Hydra refused because the config has no such key."""
+    from omegaconf import DictConfig
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    cause = err.__cause__
+    if not str(err).startswith("Could not override") or not isinstance(cause, (ConfigAttributeError,
+                                                                              ConfigKeyError)):
+        return None
+    parent = cause.parent_node if isinstance(cause.parent_node, DictConfig) else None
+    return str(cause.full_key or _first_quoted(str(err))), parent
 
 
-def check_overrides(task: str, overrides: list[str]) -> None:
-    """Raise GenrunError for an unknown group choice, unknown key, or value of the wrong type."""
-    parsed = _parse(overrides)
-    groups = config_groups()
-    group_args, value_args = [], []
-    for override in parsed:
-        key = override.key_or_group
-        if key.startswith("hydra.") or key == "hydra":
-            continue
-        group = key.split("@")[0]
-        if group in groups and override.type.name != "DEL":
-            for choice in _values(override):
-                if choice is not None and str(choice) not in groups[group]:
-                    raise GenrunError(
-                        f"unknown {group} {str(choice)!r}; choose one of: {', '.join(groups[group])}"
-                    )
-            group_args.append(_first_value_override(override))
-        else:
-            value_args.append((override, _first_value_override(override)))
+def _first_quoted(text: str) -> str:
+    found = re.search(r"'([^']+)'", text)
+    return found.group(1) if found else ""
 
-    from omegaconf import DictConfig, ListConfig
 
-    base = _compose(task, group_args)
-    for override, _text in value_args:
-        key = override.key_or_group
-        if override.type.name in ("ADD", "FORCE_ADD"):
-            continue
-        parent, _, leaf = key.rpartition(".")
-        node = _select(base, parent) if parent else base
-        # `leaf in node` is False for ??? values, so ask for the node itself
-        if not isinstance(node, DictConfig) or node._get_node(leaf, validate_access=False) is None:
-            where = f"'{parent}'" if parent else "the top level"
-            known = ", ".join(sorted(str(k) for k in node)) if isinstance(node, DictConfig) else ""
-            hint = f"; keys at {where}: {known}" if known else ""
-            raise GenrunError(f"unknown key '{key}' (add it with +{key}=... if intended){hint}")
-        if override.type.name == "DEL":
-            continue
-        child = node._get_node(leaf)
-        default = child if isinstance(child, (DictConfig, ListConfig)) else child._value()
-        for value in _values(override):
-            _check_type(key, default, value)
-    composed = _compose(task, group_args + [text for _o, text in value_args])
-    missing = _missing_keys(composed)
+def _line_for(key: str, lines: list[str]) -> str | None:
+    """The override (as written) that sets `key` itself, else None."""
+    for line, override in zip(lines, _parse(lines), strict=True):
+        if override.key_or_group == key:
+            return line
+    return None
+
+
+def _is_trainer(node) -> bool:
+    from omegaconf import DictConfig
+
+    return isinstance(node, DictConfig) and node.get("_target_") in TRAINERS
+
+
+@functools.lru_cache(maxsize=1)
+def trainer_arguments() -> dict[str, object]:
+    """lightning.pytorch.Trainer's arguments and their annotations: the only list of what trainer.X may be.
+
+    Imports Lightning, so it is asked only when a trainer key needs it (a run imports it anyway).
+    """
+    import inspect
+    import typing
+
+    from lightning.pytorch import Trainer
+
+    names = [name for name in inspect.signature(Trainer.__init__).parameters if name != "self"]
+    try:
+        hints = typing.get_type_hints(Trainer.__init__)
+    except Exception:  # an annotation this Python cannot evaluate: leave every value to Lightning
+        hints = {}
+    return {name: hints.get(name, typing.Any) for name in names}
+
+
+def _trainer_argument(err, lines: list[str]) -> str | None:
+    """The dotted key to add as `++trainer.X` when Hydra refused a Trainer argument the config omits.
+
+    None when the refusal is not about a Trainer's argument; a GenrunError for a name Lightning's Trainer
+    does not take (with the closest one) or one genrun passes itself.
+    """
+    rejected = _rejected_key(err)
+    line = _line_for(rejected[0], lines) if rejected and _is_trainer(rejected[1]) else None
+    if line is None:  # not about a trainer's own argument (trainer.X.Y with no X is an unknown key)
+        return None
+    key = rejected[0]
+    name = key.rpartition(".")[2]
+    if name in SET_BY_GENRUN:
+        raise GenrunError(f"{line}: genrun passes {name} to lightning.pytorch.Trainer itself; set it with "
+                          f"{SET_BY_GENRUN[name]}")
+    arguments = trainer_arguments()
+    if name not in arguments:
+        close = difflib.get_close_matches(name, arguments, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"its arguments: {', '.join(sorted(arguments))}"
+        raise GenrunError(f"{line}: not a lightning.pytorch.Trainer argument; {hint}")
+    return key
+
+
+def _explain(err, lines: list[str]) -> str:
+    """One line for what Hydra refused, naming the override."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(err, MissingConfigException) and err.options is not None:
+        return _unknown_choice(err)
+    rejected = _rejected_key(err)
+    if rejected is not None:
+        return _unknown_key(*rejected)
+    message = str(err)
+    twice = re.match(r"Multiple values for (\S+?)\.", message)
+    added = [line for line in lines if twice and line.startswith(f"+{twice.group(1)}=")]
+    if added:
+        return f"{added[0]}: {twice.group(1)} has a value already; choose another with {added[0][1:]} (no +)"
+    for line, override in zip(lines, _parse(lines), strict=True):
+        if override.is_sweep_override() and line in message:
+            return _sweep_needs_multirun(line, override)
+    return _squash(err)
+
+
+def _unknown_choice(err) -> str:
+    """`model=vea`: the group's choices, as Hydra listed them (a --config-dir's included)."""
+    missing = err.missing_cfg_file or ""
+    found = re.search(r"Available options in '([^']+)'", str(err))
+    group = found.group(1) if found else missing.rpartition("/")[0]
+    choice = missing[len(group) + 1 :] if missing.startswith(f"{group}/") else missing
+    package = PLUGINS.get(group, {}).get(choice)
+    if package:
+        extra = f" (or the genrun[{EXTRAS[package]}] extra)" if package in EXTRAS else ""
+        return f"{group}={choice}: not installed; pip install {package}{extra}"
+    return f"unknown {group} {choice!r}; choose one of: {', '.join(err.options)}"
+
+
+def _unknown_key(key: str, parent) -> str:
+    parent_path = key.rpartition(".")[0]
+    where = f"'{parent_path}'" if parent_path else "the top level"
+    known = ", ".join(sorted(str(k) for k in parent if parent_path or k != "hydra")) if parent is not None else ""
+    hint = f"; keys at {where}: {known}" if known else ""
+    return f"unknown key '{key}' (add it with +{key}=... if intended){hint}"
+
+
+def _sweep_needs_multirun(line: str, override) -> str:
+    if not override.is_discrete_sweep():
+        return (f"{line} is a range a sweeper samples from: add -m and a sweeper that samples, e.g. "
+                "hydra/sweeper=optuna (pip install hydra-optuna-sweeper)")
+    as_list = " (a list is written [a,b]; quote a string that holds commas)" \
+        if override.value_type.name == "SIMPLE_CHOICE_SWEEP" else ""
+    return f"{line} is a sweep: add -m to run one job per value{as_list}"
+
+
+def _squash(err) -> str:
+    """Hydra's own message on one line, without the search path it appends."""
+    text = re.split(r"\n(?:Config search path|Search path):", str(err))[0]
+    cause = err.__cause__
+    if cause is not None and str(cause).strip() and _first_line(cause) not in text:
+        text = f"{text.strip()}: {_first_line(cause)}" if text.strip() else _first_line(cause)
+    return " ".join(text.split()) or type(err).__name__
+
+
+def check_overrides(task: str, overrides: list[str], *, multirun: bool = False, config_dir: str | None = None,
+                    config_name: str | None = None) -> list[str]:
+    """Raise GenrunError for what Hydra, a key's default type or Lightning's Trainer would refuse.
+
+    Returns the overrides to run with: the same, except `trainer.X=v` written `++trainer.X=v` where the
+    trainer config omits X and Lightning's Trainer takes it.
+    """
+    from hydra.types import RunMode
+
+    loader = _loader(config_dir)
+    name = config_name or task
+    parsed = _parse(overrides, loader)
+    opened: set[str] = set()
+    defaults: dict[tuple[str, ...], object] = {}  # the jobs of a sweep often share their group choices
+    if not multirun:
+        _check_job(loader, name, overrides, opened, defaults)
+        return _open(overrides, opened)
+    master, _lines = _load(loader, name, overrides, RunMode.MULTIRUN, opened)
+    if master.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
+        jobs = _sweep_jobs(loader, master, overrides)
+    else:  # the sweeper chooses the values: check what is fixed
+        jobs = [[line for line, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]]
+    for job in jobs:
+        _check_job(loader, name, job, opened, defaults)
+    return _open(overrides, opened)
+
+
+def _sweep_jobs(loader, master, overrides: list[str]) -> list[list[str]]:
+    """The jobs checked for a sweep: each sweep's first value together, then every other value of one sweep
+    at a time (a compose per value, not per job of the product). Hydra's basic sweeper expands the values
+    (lists, choice, range, glob, with sort, shuffle, tag); one it cannot enumerate is refused as it would."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.errors import HydraException
+
+    params = [f"{key}={value}" for key, value in (master.hydra.sweeper.get("params") or {}).items()]
+    choices: dict[str, list[str]] = {}  # keyed like the sweeper: a later override of a key replaces an earlier
+    for override in _parse([*params, *overrides], loader):
+        try:
+            (batch,) = BasicSweeper.split_arguments([override], None)
+        except HydraException as err:
+            raise GenrunError(f"{override.input_line}: {_first_line(err)}; Hydra's basic sweeper enumerates "
+                              "a,b, choice(), range() and glob(); to sample, choose a sweeper such as "
+                              "hydra/sweeper=optuna (pip install hydra-optuna-sweeper)") from None
+        if not batch:
+            raise GenrunError(f"{override.input_line}: sweeps over no value")
+        choices[override.get_key_element()] = [job[0] for job in batch]
+    values = list(choices.values())
+    base = [options[0] for options in values]
+    jobs = [base]
+    for i, options in enumerate(values):
+        jobs += [[*base[:i], option, *base[i + 1 :]] for option in options[1:]]
+    return jobs
+
+
+def _check_job(loader, name: str, job: list[str], opened: set[str], defaults: dict) -> None:
+    """One job: Hydra composes it, its values fit their keys, nothing required is left at ???."""
+    from hydra.types import RunMode
+
+    cfg, lines = _load(loader, name, job, RunMode.RUN, opened)
+    _check_values(loader, name, lines, opened, defaults)
+    missing = _missing_keys(cfg)
     if missing:
         raise GenrunError(f"{missing[0]} is required: pass {missing[0]}=...")
+
+
+def _check_values(loader, name: str, lines: list[str], opened: set[str], defaults: dict) -> None:
+    """Each `key=value` against the key's default as composed before values apply (Hydra applies value
+    overrides after the defaults list, so a compose of the group overrides alone holds those defaults;
+    `defaults` keeps those composes by group overrides)."""
+    from hydra.types import RunMode
+
+    with _quiet():
+        values = loader.compute_defaults_list(name, lines, RunMode.RUN).config_overrides
+    checked = [o for o in values if not o.is_hydra_override()
+               and (o.type.name == "CHANGE" or o.key_or_group in opened)]
+    if not checked:
+        return
+    value_lines = {o.input_line for o in values}
+    groups = tuple(line for line in lines if line not in value_lines)
+    if groups not in defaults:
+        defaults[groups] = _load(loader, name, list(groups), RunMode.RUN, set())[0]
+    for override in checked:
+        _check_value(defaults[groups], override, opened)
+
+
+def _check_value(defaults, override, opened: set[str]) -> None:
+    from omegaconf import DictConfig, ListConfig
+
+    key, value = override.key_or_group, override.value()
+    parent_path, _, leaf = key.rpartition(".")
+    if key in opened:
+        annotation = trainer_arguments()[leaf]
+        if not _admits(annotation, value):
+            raise GenrunError(f"{key}={value!r}: expected {_describe(annotation)} "
+                              f"(lightning.pytorch.Trainer's {leaf})")
+        return
+    parent = _select(defaults, parent_path) if parent_path else defaults
+    node = parent._get_node(leaf, validate_access=False) if isinstance(parent, DictConfig) else None
+    if node is None:
+        return
+    default = node if isinstance(node, (DictConfig, ListConfig)) else node._value()
+    expected = _type_mistake(default, value)
+    if expected and _is_trainer(parent) and _admits(trainer_arguments().get(leaf), value):
+        expected = None  # e.g. trainer.devices=auto: Lightning takes more than the default's type
+    if expected:
+        raise GenrunError(f"{key}={value!r}: expected {expected} (default is {default!r})")
+
+
+def _type_mistake(default, value) -> str | None:
+    """What `value` should have been, if the default's type rules it out; None if it fits.
+
+    OmegaConf decides, through the typed node it would use for such a default (3 fits a float; 1.5 does
+    not fit an integer). A string where the default is a number or boolean is refused although OmegaConf
+    would convert '3' or 'yes' inside a typed config: genrun's YAML configs are untyped, so the string
+    would reach the code unconverted ('no' is true in Python).
+    """
+    from omegaconf import BooleanNode, DictConfig, FloatNode, IntegerNode, ListConfig
+    from omegaconf.errors import ValidationError
+
+    if default is None or value is None or (isinstance(value, str) and "${" in value):
+        return None
+    if isinstance(default, str):
+        return None  # a string (or an interpolation, or ???) takes anything
+    if isinstance(default, ListConfig):
+        return None if isinstance(value, list) else "a list like [a,b]"
+    if isinstance(default, DictConfig):
+        return None if isinstance(value, dict) else "a mapping like {a:1}"
+    node, expected = {bool: (BooleanNode, "a boolean (true/false)"), int: (IntegerNode, "an integer"),
+                      float: (FloatNode, "a number")}.get(type(default), (None, None))
+    if node is None:
+        return None
+    if isinstance(value, str):
+        return expected
+    try:
+        node(value=value)
+    except ValidationError:
+        return expected
+    return None
+
+
+def _admits(annotation, value) -> bool:
+    """Whether a command-line value fits a Trainer annotation; a class other than a builtin takes a node
+    Hydra can build ({_target_: ...}). An annotation this cannot read admits everything (Lightning judges)."""
+    import types
+    import typing
+
+    if annotation is None or annotation is typing.Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_admits(arg, value) for arg in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return any(value == arg and type(value) is type(arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    kind = origin or annotation
+    if not isinstance(kind, type):
+        return True
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float))
+    if kind in (int, str, list, dict):
+        return isinstance(value, kind)
+    if kind.__module__ == "collections.abc":
+        return isinstance(value, (list, dict))
+    return isinstance(value, dict) or (isinstance(value, str) and kind.__module__ == "pathlib")
+
+
+def _describe(annotation) -> str:
+    """`typing.Optional[int]` as `Optional[int]`: the annotation without module paths."""
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+(\w+)", r"\1", getattr(annotation, "__name__", None)
+                  if isinstance(annotation, type) else str(annotation))
 
 
 def _missing_keys(cfg, prefix: str = "") -> list[str]:
@@ -92,6 +437,8 @@ def _missing_keys(cfg, prefix: str = "") -> list[str]:
 
     found = []
     for key in cfg:
+        if not prefix and key == "hydra":
+            continue  # Hydra fills its own ??? keys when the job starts
         node = cfg._get_node(key)
         path = f"{prefix}{key}"
         if isinstance(node, DictConfig):
@@ -107,43 +454,15 @@ def _select(cfg, path: str):
     return OmegaConf.select(cfg, path, throw_on_missing=False, throw_on_resolution_failure=False)
 
 
-def _check_type(key: str, default, value) -> None:
-    from omegaconf import DictConfig, ListConfig
+def _compose(task: str, overrides: list[str], config_dir: str | None = None):
+    """The task's config as a run composes it, without Hydra's own node (what the task's code reads)."""
+    from hydra.types import RunMode
+    from omegaconf import flag_override
 
-    if default is None or value is None or (isinstance(default, str) and default.startswith("${")):
-        return
-    if isinstance(default, str) and default == "???":
-        return
-    expected = None
-    if isinstance(default, bool):
-        expected = None if isinstance(value, bool) else "a boolean (true/false)"
-    elif isinstance(default, int):
-        expected = None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        expected = None if ok else "a number"
-    elif isinstance(default, (list, ListConfig)):
-        expected = None if isinstance(value, list) else "a list like [a,b]"
-    elif isinstance(default, (dict, DictConfig)):
-        expected = None if isinstance(value, dict) else "a mapping like {a:1}"
-    if expected:
-        raise GenrunError(f"{key}={value!r}: expected {expected} (default is {default!r})")
-
-
-def _compose(task: str, overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from genrun import resolvers
-
-    resolvers.register()
-    try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name=task):
-            return compose(config_name=task, overrides=overrides)
-    except (HydraException, OmegaConfBaseException) as err:
-        message = " ".join(str(err).split())
-        raise GenrunError(message) from None
+    cfg, _lines = _load(_loader(config_dir), task, overrides, RunMode.RUN, set())
+    with flag_override(cfg, ["struct", "readonly"], [False, False]):
+        del cfg["hydra"]
+    return cfg
 
 
 def _quote(value: str) -> str:
@@ -154,14 +473,16 @@ def _quote(value: str) -> str:
 FIXED_ON_RESUME = ("model", "dataset", "tokenizer", "seed")
 
 
-def resume_overrides(overrides: list[str], multirun: bool) -> tuple[list[str], Path | None]:
+def resume_overrides(overrides: list[str], multirun: bool,
+                     config_dir: str | None = None) -> tuple[list[str], Path | None]:
     """Turn `resume=RUN_DIR` into the run's original overrides, placed back into RUN_DIR.
 
     Later overrides that extend or steer the training (trainer.max_epochs=20, callbacks, loggers) apply on
     top; one that would change the model, the data or the seed is refused, since the restored weights and
     optimiser state would keep doing what the checkpoint says while the config said otherwise. The stored
     overrides are data: any that names code (a `_target_` off genrun's allow-list) or a Hydra setting is
-    refused. Returns the overrides and the run directory (None without resume=).
+    refused. `config_dir` is the --config-dir the run's own configs may come from. Returns the overrides
+    and the run directory (None without resume=).
     """
     resume = [o for o in overrides if o.split("=", 1)[0] == "resume"]
     if not resume:
@@ -180,13 +501,13 @@ def resume_overrides(overrides: list[str], multirun: bool) -> tuple[list[str], P
     saved = run_dir / ".hydra" / "overrides.yaml"
     if not saved.is_file():
         raise GenrunError(f"resume={value}: {saved} is missing, so the run's config cannot be rebuilt")
-    original = _stored_overrides(saved)
+    original = _stored_overrides(saved, config_dir)
     rest = [o for o in overrides if o not in resume]
-    _refuse_changes(original, rest, value)
+    _refuse_changes(original, rest, value, config_dir)
     return [*original, *rest, f"resume={_quote(str(run_dir))}", f"hydra.run.dir={_quote(str(run_dir))}"], run_dir
 
 
-def _stored_overrides(saved: Path) -> list[str]:
+def _stored_overrides(saved: Path, config_dir: str | None = None) -> list[str]:
     """The run's own overrides, checked as data: plain strings, no Hydra settings, only trusted targets."""
     from omegaconf import OmegaConf
 
@@ -204,18 +525,19 @@ def _stored_overrides(saved: Path) -> list[str]:
         if key == "hydra" or key.startswith(("hydra.", "hydra/")):
             raise GenrunError(f"{saved}: refused: {override!r} sets Hydra itself; a stored override may set "
                               "only the run's own config")
-    check_stored_config(OmegaConf.to_container(_compose("train", original), resolve=False), str(saved))
+    check_stored_config(OmegaConf.to_container(_compose("train", original, config_dir), resolve=False),
+                        str(saved))
     return original
 
 
-def _refuse_changes(original: list[str], rest: list[str], value: str) -> None:
+def _refuse_changes(original: list[str], rest: list[str], value: str, config_dir: str | None = None) -> None:
     """One line naming the first model/data/seed setting that `rest` would change."""
     from omegaconf import OmegaConf
 
     if not rest:
         return
-    before = OmegaConf.to_container(_compose("train", original), resolve=False)
-    after = OmegaConf.to_container(_compose("train", [*original, *rest]), resolve=False)
+    before = OmegaConf.to_container(_compose("train", original, config_dir), resolve=False)
+    after = OmegaConf.to_container(_compose("train", [*original, *rest], config_dir), resolve=False)
     for section in FIXED_ON_RESUME:
         changed = _first_difference(before.get(section), after.get(section), section)
         if changed:

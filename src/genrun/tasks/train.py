@@ -182,6 +182,11 @@ def run(cfg: DictConfig):
     if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val"):
         raise GenrunError("trainer.gradient_clip_val does not apply to models that step their own optimisers "
                           f"(model={choices.get('model')}); clip with model.clip_grad_norm=... instead")
+    # Lightning refuses gradient accumulation under manual optimisation, but only once fitting has begun.
+    accumulate = cfg.trainer.get("accumulate_grad_batches")
+    if not model.automatic_optimization and isinstance(accumulate, int) and accumulate > 1:
+        raise GenrunError(f"trainer.accumulate_grad_batches={accumulate} does not apply to models that step "
+                          f"their own optimisers (model={choices.get('model')}); raise dataset.batch_size instead")
     config = OmegaConf.to_container(cfg, resolve=True)
     info = {"config": config, "family": model.family, "data": data_info,
             "choices": {"model": choices.get("model"), "dataset": choices.get("dataset")}}
