@@ -187,7 +187,7 @@ def run(cfg: DictConfig):
         with torch.no_grad():
             metrics.update(family.evaluate(net, context))
     files = family.sample(net, SampleRequest(num_samples=int(cfg.num_samples), temperature=float(cfg.temperature),
-                                             seed=int(cfg.seed)),
+                                             seed=int(cfg.seed), max_minutes=cfg.get("max_minutes")),
                           SampleContext(out_dir=run_dir / "samples", device=device, data_info=data_info,
                                         load_split=load_split))
     _log_to_tensorboard(trainer, config, metrics, files)
