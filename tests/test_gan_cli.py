@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -45,7 +46,7 @@ def test_dcgan_trains_and_leaves_checkpoint_samples_and_metrics(dcgan_run):
     assert metrics["status"] == "completed"
     assert {"train/d_loss", "train/g_loss", "val/swd", "val/loss"} <= set(metrics["metrics"])
     assert (dcgan_run / "checkpoints" / "last.ckpt").is_file()
-    samples = torch.load(dcgan_run / "samples" / "samples.pt")
+    samples = np.load(dcgan_run / "samples" / "samples.npy")
     assert samples.shape == (16, 1, 28, 28) and samples.min() >= 0 and samples.max() <= 1
 
 
@@ -66,11 +67,11 @@ def test_sample_modes_without_lightning(dcgan_run, tmp_path):
     assert "label=3: this model is not class-conditional" in result.stderr
     runs = _sample_runs(tmp_path)
     prior, interp, arith = runs["prior"], runs["interpolate"], runs["arithmetic"]
-    assert torch.load(prior / "samples.pt").shape[0] == 20
-    assert torch.load(interp / "samples.pt").shape[0] == 20  # 4 rows of 5 steps
+    assert np.load(prior / "samples.npy").shape[0] == 20
+    assert np.load(interp / "samples.npy").shape[0] == 20  # 4 rows of 5 steps
     recipe = json.loads((arith / "arithmetic.json").read_text())
     assert recipe["a"] == [0, 1, 2] and recipe["expression"] == "mean(a) - mean(b) + mean(c)"
-    assert torch.load(arith / "samples.pt").shape[0] == 4 * 9  # three operand rows and the result row
+    assert np.load(arith / "samples.npy").shape[0] == 4 * 9  # three operand rows and the result row
 
 
 def test_evaluate_reports_image_quality(dcgan_run, tmp_path):
@@ -91,9 +92,9 @@ def test_cgan_label_and_one_row_per_class(tmp_path):
     check_ok(run_genrun(["sample", f"ckpt={run}", "label=3", "num_samples=8", "nrow=8"], cwd=tmp_path))
     runs = _sample_runs(tmp_path, key="label")
     grid, single = runs[None], runs[3]
-    assert torch.load(grid / "samples.pt").shape[0] == 30  # 10 classes x 3 columns
+    assert np.load(grid / "samples.npy").shape[0] == 30  # 10 classes x 3 columns
     assert _png_size(grid / "samples.png") == (2 + 3 * 30, 2 + 10 * 30)
-    assert torch.load(single / "samples.pt").shape[0] == 8
+    assert np.load(single / "samples.npy").shape[0] == 8
     bad = run_genrun(["sample", f"ckpt={run}", "label=10"], cwd=tmp_path)
     assert bad.returncode == 1 and "classes 0..9" in bad.stderr
 

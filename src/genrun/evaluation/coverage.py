@@ -20,9 +20,19 @@ def kl_divergence(p: torch.Tensor, q: torch.Tensor) -> float:
     return float((p * (p / q).log()).sum())
 
 
+def class_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """How often each class occurs in `labels`: what coverage needs of a batch of samples."""
+    return torch.bincount(labels.long().cpu(), minlength=num_classes)[:num_classes]
+
+
 def coverage(predicted: torch.Tensor, data_labels: torch.Tensor, num_classes: int) -> dict[str, float]:
     """KL(predicted classes of the samples || labels of the training data), classes covered, the histogram."""
-    p_fake = class_distribution(predicted, num_classes)
+    return coverage_of_counts(class_counts(predicted, num_classes), data_labels, num_classes)
+
+
+def coverage_of_counts(counts: torch.Tensor, data_labels: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """`coverage` from the samples' predicted-class counts, summed over batches."""
+    p_fake = counts.double() / counts.sum().clamp_min(1)
     p_data = class_distribution(data_labels, num_classes)
     covered = int((p_fake >= COVERED_SHARE * p_data).logical_and(p_data > 0).sum())
     metrics = {"eval/coverage_kl": kl_divergence(p_fake, p_data), "eval/classes_covered": float(covered),

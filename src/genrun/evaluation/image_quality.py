@@ -2,23 +2,33 @@
 and Inception FID/IS when the weights are on this machine.
 
 Families call `evaluate_images(generate, context)` from their `evaluate`; `generate(n, generator)` returns
-n images in [0, 1] shaped like the data (class-conditional models: `generate(n, generator, labels)`).
+n images in [0, 1] shaped like the data (class-conditional models: `generate(n, generator, labels)`). It is
+called batch by batch, with n at most `streaming.BATCH`, drawing from the one generator in turn.
+
+Samples are measured as they are drawn and then dropped: what is kept per sample is one distance and, with a
+domain classifier, its feature vector (precision/recall compares every sample with every other). An
+evaluation whose kept values would not fit in memory, or that is estimated to outlast `max_minutes`, is
+refused before the classifier is trained and before the long loop starts.
 """
 
 from __future__ import annotations
 
 import logging
+from itertools import chain
 
 import torch
 
+from genrun.budget import Budget, human_duration, human_rate
 from genrun.errors import GenrunError
-from genrun.evaluation.coverage import class_distribution, coverage
-from genrun.evaluation.domain_classifier import accuracy, domain_classifier, has_classes
+from genrun.evaluation.coverage import class_counts, coverage_of_counts
+from genrun.evaluation.domain_classifier import RECIPE, accuracy, domain_classifier, has_classes
 from genrun.evaluation.features import FrozenFeatures
-from genrun.evaluation.frechet import frechet_distance
-from genrun.evaluation.inception import inception_metrics
-from genrun.evaluation.memorization import memorization, nearest_neighbour_grid
-from genrun.evaluation.precision_recall import precision_recall
+from genrun.evaluation.frechet import GaussianStats, frechet_distance, frechet_from_stats, gaussian_stats
+from genrun.evaluation.inception import SCORE_BYTES_PER_SAMPLE, inception_scorer
+from genrun.evaluation.memorization import NearestTraining
+from genrun.evaluation.precision_recall import knn_seconds, precision_recall
+from genrun.progress import track
+from genrun.streaming import BATCH, draw_ahead, steady_heap
 
 log = logging.getLogger(__name__)
 NEIGHBOURS_PNG = "nearest_training_images.png"
@@ -51,56 +61,138 @@ def evaluate_images(generate, context, labels: torch.Tensor | None = None, condi
     n = int(settings.get("num_samples", 1000))
     if n < K_NEAREST + 2:
         raise GenrunError(f"num_samples={n}: sample-quality metrics need at least {K_NEAREST + 2} samples")
+    budget = Budget(f"num_samples={n}", settings.get("max_minutes"), "images")
     generator = torch.Generator().manual_seed(int(settings.get("seed", 0)))
     train_x, train_y = (t.cpu() for t in context.load_split("train"))
     test_x, test_y = (t.cpu() for t in context.load_split("test"))
     train_x, test_x = train_x.float(), test_x.float()
-    if conditional and labels is None:
-        labels = train_y[torch.randint(len(train_y), (n,), generator=generator)]
-    fake = _draw(generate, n, generator, labels if conditional else None, train_x.shape[1:])
+    classes = has_classes(context.data_info)
+    scorer = inception_scorer(settings.get("inception_weights"), context.device)
+    n_real = min(n, len(test_x))
+    budget.check_memory(memory_needed(n, n_real, train_x, classes, not isinstance(scorer, str)),
+                        "sample features and distances")
+    steady_heap()
+    nearest = NearestTraining(train_x)
+    pool = train_y if conditional and labels is None else None
+    stream = _measured_batches(generate, n, generator, labels if conditional else None, pool, train_x.shape[1:],
+                               nearest, scorer)
+    held, rate = draw_ahead(stream, n, size=lambda item: len(item[0]))
+    _check_time(budget, n - sum(len(fake) for fake, _ in held), rate, n_real, n, classes)
+
+    domain = DomainFeatures(context, n) if classes else None
+    for fake, fake_labels in chain(held, track(stream, f"evaluating {n:,} samples", total=-(-n // BATCH) - len(held))):
+        if domain is not None:
+            domain.update(fake, fake_labels)
     real = _subset(test_x, n, generator)
     metrics = {"eval/n_fake": float(n), "eval/n_real": float(len(real)), "eval/n_train": float(len(train_x))}
-
-    mem, dists, index = memorization(fake, train_x, real)
-    metrics |= mem
+    metrics |= nearest.metrics(real)
     context.out_dir.mkdir(parents=True, exist_ok=True)
-    nearest_neighbour_grid(fake, train_x, dists, index, context.out_dir / NEIGHBOURS_PNG)
-
-    if has_classes(context.data_info):
-        metrics |= _domain_metrics(fake, real, train_x, train_y, test_x, test_y, labels if conditional else None,
-                                   context, generator)
+    nearest.grid(context.out_dir / NEIGHBOURS_PNG)
+    if domain is not None:
+        metrics |= domain.metrics(real, train_x, train_y, test_x, test_y, generator)
     else:
         log.warning("domain FID, precision/recall and coverage skipped: the data has no class labels to train "
                     "a domain classifier on")
-    inception = inception_metrics(real, fake, settings.get("inception_weights"), context.device)
-    if isinstance(inception, str):
-        log.warning(inception)
+    if isinstance(scorer, str):
+        log.warning(scorer)
     else:
-        metrics |= inception
+        scorer.update(real, real=True)
+        metrics |= scorer.compute()
     return metrics
 
 
-def _domain_metrics(fake, real, train_x, train_y, test_x, test_y, labels, context, generator) -> dict[str, float]:
-    classifier = domain_classifier(context)
-    features = FrozenFeatures(classifier.net)
-    device = context.device
-    fake_f, fake_logits = features.extract(fake, device)
-    real_f, _ = features.extract(real, device)
-    # What a perfect model would score with these n: training images in place of samples.
-    reference_f, _ = features.extract(_subset(train_x, len(fake), generator), device)
-    num_classes = int(context.data_info["num_classes"])
-    predicted = fake_logits.argmax(1)
-    metrics = {
-        "eval/classifier_test_acc": accuracy(classifier.net, test_x, test_y, device),
-        "eval/classifier_n_test": float(len(test_x)),
-        "eval/domain_fid": frechet_distance(real_f, fake_f),
-        "eval/domain_fid_train_vs_test": frechet_distance(real_f, reference_f),
-    }
-    metrics |= {f"eval/{k}": v for k, v in precision_recall(real_f.float(), fake_f.float(), K_NEAREST).items()}
-    metrics |= coverage(predicted, train_y, num_classes)
-    if labels is not None:
-        metrics["eval/conditional_acc"] = (predicted == labels.cpu()).double().mean().item()
-    top = class_distribution(predicted, num_classes).max().item()
-    log.info("domain classifier (%s, %s): test accuracy %.4f; the most frequent class holds %.1f%% of samples",
-             classifier.origin, classifier.path, metrics["eval/classifier_test_acc"], 100 * top)
-    return metrics
+def _measured_batches(generate, n: int, generator: torch.Generator, labels: torch.Tensor | None,
+                      label_pool: torch.Tensor | None, shape, nearest: NearestTraining, scorer):
+    """(samples, their labels or None) batch by batch, each checked, measured against the training images and
+    scored by Inception as it is drawn, so that timing one batch times all the work a sample costs but its
+    domain features."""
+    for start in range(0, n, BATCH):
+        count = min(BATCH, n - start)
+        batch_labels = None if labels is None else labels[start : start + count]
+        if label_pool is not None:
+            batch_labels = label_pool[torch.randint(len(label_pool), (count,), generator=generator)]
+        fake = _draw(generate, count, generator, batch_labels, shape)
+        nearest.update(fake)
+        if not isinstance(scorer, str):
+            scorer.update(fake, real=False)
+        yield fake, batch_labels
+
+
+def memory_needed(n: int, n_real: int, train_x: torch.Tensor, classes: bool, inception: bool) -> int:
+    """Bytes an evaluation of n samples holds beyond the data it reads.
+
+    Per sample: its nearest-training distance; with a domain classifier, its features (precision/recall
+    compares them all with all); with Inception, the logits its score keeps. Fixed: the training images in
+    double precision and one batch's distances to them (the nearest-image search), and the features of the
+    real and reference images.
+    """
+    per_sample = 8 + (4 * RECIPE["feature_dim"] if classes else 0) + (SCORE_BYTES_PER_SAMPLE if inception else 0)
+    fixed = 8 * train_x[0].numel() * len(train_x) + 2 * 8 * BATCH * len(train_x)
+    if classes:
+        fixed += 8 * RECIPE["feature_dim"] * (n_real + min(n, len(train_x)))
+    return n * per_sample + fixed
+
+
+def _check_time(budget: Budget, left: int, rate: float | None, n_real: int, n_fake: int, classes: bool) -> None:
+    """Refuse when drawing and measuring the samples left, plus precision/recall's all-pairs search, would
+    outlast the limit."""
+    seconds, parts = 0.0, []
+    if rate is not None:
+        seconds += left / rate
+        parts.append(f"the measured {human_rate(rate)} images/s (drawing, nearest training images)")
+    knn = knn_seconds(n_real, n_fake, RECIPE["feature_dim"]) if classes else 0.0
+    if knn:
+        seconds += knn
+        parts.append(f"~{human_duration(knn)} of precision/recall's nearest-neighbour search")
+    if parts:
+        budget.check_time(seconds, " plus ".join(parts))
+
+
+class DomainFeatures:
+    """The domain classifier's view of the samples, fed batch by batch: running statistics for FID, the
+    feature vectors for precision/recall (the one matrix that grows with the count), predicted-class counts
+    for coverage, and hits for conditional accuracy."""
+
+    def __init__(self, context, n: int):
+        self.classifier = domain_classifier(context)
+        self.features_net = FrozenFeatures(self.classifier.net)
+        self.device, self.n = context.device, n
+        self.num_classes = int(context.data_info["num_classes"])
+        self.stats = GaussianStats()
+        self.features: torch.Tensor | None = None
+        self.filled, self.hits, self.labelled = 0, 0, 0
+        self.counts = torch.zeros(self.num_classes, dtype=torch.long)
+
+    def update(self, fake: torch.Tensor, labels: torch.Tensor | None) -> None:
+        feats, logits = self.features_net.extract(fake, self.device)
+        if self.features is None:
+            self.features = torch.empty(self.n, feats.shape[1])
+        self.features[self.filled : self.filled + len(feats)] = feats.float()
+        self.filled += len(feats)
+        self.stats.update(feats)
+        predicted = logits.argmax(1)
+        self.counts += class_counts(predicted, self.num_classes)
+        if labels is not None:
+            self.hits += int((predicted == labels.cpu()).sum())
+            self.labelled += len(labels)
+
+    def metrics(self, real, train_x, train_y, test_x, test_y, generator) -> dict[str, float]:
+        device = self.device
+        real_f, _ = self.features_net.extract(real, device)
+        # What a perfect model would score with these n: training images in place of samples.
+        reference_f, _ = self.features_net.extract(_subset(train_x, self.n, generator), device)
+        metrics = {
+            "eval/classifier_test_acc": accuracy(self.classifier.net, test_x, test_y, device),
+            "eval/classifier_n_test": float(len(test_x)),
+            "eval/domain_fid": frechet_from_stats(*gaussian_stats(real_f), *self.stats.mean_cov()),
+            "eval/domain_fid_train_vs_test": frechet_distance(real_f, reference_f),
+        }
+        pr = precision_recall(real_f.float(), self.features, K_NEAREST)
+        metrics |= {f"eval/{k}": v for k, v in pr.items()}
+        metrics |= coverage_of_counts(self.counts, train_y, self.num_classes)
+        if self.labelled:
+            metrics["eval/conditional_acc"] = self.hits / self.labelled
+        top = (self.counts.max() / self.counts.sum().clamp_min(1)).item()
+        log.info("domain classifier (%s, %s): test accuracy %.4f; the most frequent class holds %.1f%% of samples",
+                 self.classifier.origin, self.classifier.path, metrics["eval/classifier_test_acc"], 100 * top)
+        return metrics

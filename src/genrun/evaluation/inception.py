@@ -2,7 +2,7 @@
 
 torchmetrics computes them with torch-fidelity's InceptionV3 (the TensorFlow FID network). genrun never
 downloads it: pass `inception_weights=FILE` (or set GENRUN_INCEPTION_WEIGHTS), or leave torch-fidelity's
-file in torch hub's cache. Otherwise `inception_metrics` returns a one-line notice instead of numbers.
+file in torch hub's cache. Otherwise `inception_scorer` returns a one-line notice instead of a scorer.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import torch
 
 WEIGHTS_ENV = "GENRUN_INCEPTION_WEIGHTS"
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's release file name
+# What torchmetrics' Inception Score keeps per sample until it computes: one logit per Inception class.
+SCORE_BYTES_PER_SAMPLE = 4 * 1008
 
 
 def find_weights(setting: str | None = None) -> Path | None:
@@ -32,9 +34,34 @@ def _rgb_uint8(images: torch.Tensor) -> torch.Tensor:
     return (images * 255).round().to(torch.uint8)
 
 
-def inception_metrics(real: torch.Tensor, fake: torch.Tensor, setting: str | None, device,
-                      batch_size: int = 100) -> dict[str, float] | str:
-    """{'eval/inception_fid', 'eval/inception_score', ...}, or the reason they are missing."""
+class InceptionScorer:
+    """Inception FID and IS fed batch by batch: FID keeps running sums, IS one row of logits per sample."""
+
+    def __init__(self, weights: Path, device, batch_size: int = 100):
+        from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
+        from torchmetrics.image.inception import InceptionScore
+
+        self.device, self.batch_size = device, batch_size
+        self.fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(weights)).to(device)
+        logits_net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["logits_unbiased"],
+                                        feature_extractor_weights_path=str(weights))
+        self.score = InceptionScore(feature=logits_net, splits=10).to(device)
+
+    def update(self, images: torch.Tensor, real: bool) -> None:
+        for start in range(0, len(images), self.batch_size):
+            batch = _rgb_uint8(images[start : start + self.batch_size]).to(self.device)
+            self.fid.update(batch, real=real)
+            if not real:
+                self.score.update(batch)
+
+    def compute(self) -> dict[str, float]:
+        mean, std = self.score.compute()
+        return {"eval/inception_fid": float(self.fid.compute()), "eval/inception_score": float(mean),
+                "eval/inception_score_std": float(std)}
+
+
+def inception_scorer(setting: str | None, device) -> InceptionScorer | str:
+    """A scorer, or the reason there is none."""
     try:
         import torch_fidelity  # noqa: F401
     except ImportError:
@@ -43,19 +70,16 @@ def inception_metrics(real: torch.Tensor, fake: torch.Tensor, setting: str | Non
     if weights is None:
         return (f"Inception FID/IS skipped: no local Inception weights (set inception_weights=FILE or "
                 f"{WEIGHTS_ENV} to torch-fidelity's {WEIGHTS_FILE})")
-    from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
-    from torchmetrics.image.inception import InceptionScore
+    return InceptionScorer(weights, device)
 
-    fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(weights)).to(device)
-    logits_net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["logits_unbiased"],
-                                    feature_extractor_weights_path=str(weights))
-    score = InceptionScore(feature=logits_net, splits=10).to(device)
-    for images, real_flag in ((real, True), (fake, False)):
-        for start in range(0, len(images), batch_size):
-            batch = _rgb_uint8(images[start : start + batch_size]).to(device)
-            fid.update(batch, real=real_flag)
-            if not real_flag:
-                score.update(batch)
-    mean, std = score.compute()
-    return {"eval/inception_fid": float(fid.compute()), "eval/inception_score": float(mean),
-            "eval/inception_score_std": float(std)}
+
+def inception_metrics(real: torch.Tensor, fake: torch.Tensor, setting: str | None, device,
+                      batch_size: int = 100) -> dict[str, float] | str:
+    """{'eval/inception_fid', 'eval/inception_score', ...}, or the reason they are missing."""
+    scorer = inception_scorer(setting, device)
+    if isinstance(scorer, str):
+        return scorer
+    scorer.batch_size = batch_size
+    scorer.update(real, real=True)
+    scorer.update(fake, real=False)
+    return scorer.compute()

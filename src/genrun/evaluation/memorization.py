@@ -2,6 +2,9 @@
 
 Distances are Euclidean in pixel space, as in Goodfellow et al. 2014's nearest-neighbour figures. A model
 that copies its training data gives samples at distance ~0; test images set the yardstick.
+
+Samples are measured batch by batch (`NearestTraining`): only one distance per sample is kept, and the few
+samples the picture shows.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from genrun.images import interleave_rows, save_grid
 COPY_QUANTILE = 0.01
 # Flag memorization when near-copies are ten times more common than among test images.
 COPY_FLAG_FRACTION = 0.1
+# Samples per row of the picture: the closest to the training set, then the first drawn.
+PER_ROW = 8
 
 
 def nearest(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,28 +34,46 @@ def nearest(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 512) ->
     return torch.cat(dists), torch.cat(index)
 
 
-def memorization(samples: torch.Tensor, train: torch.Tensor, test: torch.Tensor
-                 ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
-    """Metrics, and each sample's nearest-training-image distance and index."""
-    sample_d, sample_i = nearest(samples, train)
-    test_d, _ = nearest(test, train)
-    threshold = torch.quantile(test_d, COPY_QUANTILE)
-    copies = (sample_d < threshold).double().mean().item()
-    metrics = {
-        "eval/nn_dist_sample_median": sample_d.median().item(),
-        "eval/nn_dist_test_median": test_d.median().item(),
-        "eval/memorization_ratio": (sample_d.median() / test_d.median().clamp_min(1e-12)).item(),
-        "eval/near_copy_fraction": copies,
-        "eval/memorization_flag": float(copies > COPY_FLAG_FRACTION),
-    }
-    return metrics, sample_d, sample_i
+class NearestTraining:
+    """Each sample's distance to its nearest training image, fed batch by batch."""
 
+    def __init__(self, train: torch.Tensor, per_row: int = PER_ROW):
+        self.train, self.per_row = train, per_row
+        self.reference = train.flatten(1).double()  # once, not once per batch
+        self.dists: list[torch.Tensor] = []
+        self.first: list[tuple[torch.Tensor, torch.Tensor]] = []  # (image, nearest index) of the first samples
+        self.closest: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # (distance, image, index)
 
-def nearest_neighbour_grid(samples: torch.Tensor, train: torch.Tensor, dists: torch.Tensor, index: torch.Tensor,
-                           path: Path, per_row: int = 8) -> Path:
-    """Rows of samples, each above their nearest training images: first the `per_row` samples closest to
-    the training set (the likeliest copies), then `per_row` samples as drawn."""
-    closest = dists.argsort()[:per_row]
-    drawn = torch.arange(min(per_row, len(samples)))
-    chosen = torch.cat([closest, drawn])
-    return save_grid(interleave_rows(samples[chosen], train[index[chosen]], per_row), path, nrow=per_row)
+    def update(self, samples: torch.Tensor) -> None:
+        d, i = nearest(samples, self.reference)
+        self.dists.append(d)
+        wanted = self.per_row - sum(len(image) for image, _ in self.first)
+        if wanted > 0:
+            self.first.append((samples[:wanted].clone(), i[:wanted]))
+        if self.closest is not None:
+            d, samples, i = (torch.cat([a, b]) for a, b in zip(self.closest, (d, samples, i), strict=True))
+        order = d.argsort()[: self.per_row]
+        self.closest = (d[order], samples[order].clone(), i[order])
+
+    def metrics(self, test: torch.Tensor) -> dict[str, float]:
+        """Sample distances against those of `test` images (unseen in training) to the same training set."""
+        sample_d = torch.cat(self.dists)
+        test_d, _ = nearest(test, self.reference)
+        threshold = torch.quantile(test_d, COPY_QUANTILE)
+        copies = (sample_d < threshold).double().mean().item()
+        return {
+            "eval/nn_dist_sample_median": sample_d.median().item(),
+            "eval/nn_dist_test_median": test_d.median().item(),
+            "eval/memorization_ratio": (sample_d.median() / test_d.median().clamp_min(1e-12)).item(),
+            "eval/near_copy_fraction": copies,
+            "eval/memorization_flag": float(copies > COPY_FLAG_FRACTION),
+        }
+
+    def grid(self, path: Path) -> Path:
+        """Rows of samples, each above their nearest training images: first the samples closest to the
+        training set (the likeliest copies), then samples as drawn."""
+        first = torch.cat([image for image, _ in self.first])
+        first_index = torch.cat([index for _, index in self.first])
+        samples = torch.cat([self.closest[1], first])
+        index = torch.cat([self.closest[2], first_index])
+        return save_grid(interleave_rows(samples, self.train[index], self.per_row), path, nrow=self.per_row)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from genrun.errors import GenrunError
 from genrun.families.base import (
     EvalContext,
     SampleContext,
@@ -15,10 +17,20 @@ from genrun.families.base import (
     instantiate_net,
     load_weights,
 )
-from genrun.images import interleave_rows, save_grid
+from genrun.images import interleave_rows
 from genrun.metrics.likelihood import bits_per_dim, elbo_terms, iwae_nll
 from genrun.nets.autoencoder import Autoencoder
 from genrun.progress import track
+from genrun.streaming import (
+    BATCH,
+    PREVIEW_LIMIT,
+    SamplePlan,
+    corner,
+    leading,
+    spread,
+    whole_rows,
+    write_samples,
+)
 
 MODES = ("prior", "interpolate", "reconstruct")
 
@@ -35,9 +47,10 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
 
 
-def interpolate(a: torch.Tensor, b: torch.Tensor, steps: int, kind: str) -> torch.Tensor:
-    """rows × steps × D points from each row of `a` to the same row of `b`, ends included."""
-    t = torch.linspace(0, 1, steps, device=a.device).view(1, steps, 1)
+def interpolate_at(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, kind: str) -> torch.Tensor:
+    """rows × len(t) × D points at fractions `t` of the way from each row of `a` to the same row of `b`."""
+    t = t.to(a.device, a.dtype).view(1, -1, 1)
+    steps = t.shape[1]
     a, b = a.unsqueeze(1), b.unsqueeze(1)
     if kind == "linear":
         return a + t * (b - a)
@@ -46,47 +59,132 @@ def interpolate(a: torch.Tensor, b: torch.Tensor, steps: int, kind: str) -> torc
     raise ValueError(kind)
 
 
-def _random_rows(x: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-    return x[torch.randperm(len(x), generator=generator)[:n]]
+def interpolate(a: torch.Tensor, b: torch.Tensor, steps: int, kind: str) -> torch.Tensor:
+    """rows × steps × D points from each row of `a` to the same row of `b`, ends included."""
+    return interpolate_at(a, b, torch.linspace(0, 1, steps), kind)
+
+
+def fractions(first: int, stop: int, steps: int) -> torch.Tensor:
+    """Steps first..stop-1 of a path of `steps` points as fractions of the way, computed for that piece only:
+    a path of any length is drawn in pieces without ever holding all of its points."""
+    return (torch.arange(first, stop, dtype=torch.float64) / (steps - 1)).float()
+
+
+def check_interpolation(request: SampleRequest) -> None:
+    if request.interpolation not in ("linear", "slerp"):
+        raise GenrunError(f"interpolation={request.interpolation}: choose linear or slerp")
+
+
+def interpolation_layout(request: SampleRequest) -> tuple[int, int, str]:
+    """(rows, steps, the key their count comes from): num_samples // steps rows of `steps` points, at least one."""
+    steps = int(request.steps)
+    rows = max(1, request.num_samples // steps)
+    return rows, steps, f"steps={steps}" if steps > request.num_samples else f"num_samples={request.num_samples}"
+
+
+def interpolation_preview(total: int, steps: int) -> tuple[torch.Tensor, int | None]:
+    """Whole rows while they fit the picture; a row too long for it is shown at evenly spaced steps."""
+    return whole_rows(total, steps) if steps <= PREVIEW_LIMIT else (spread(steps), None)
+
+
+def path_batches(ends, rows: int, steps: int, kind: str, render) -> Iterator[torch.Tensor]:
+    """Rendered interpolation paths in batches of about BATCH points, row after row.
+
+    `ends(r0, r1)` gives the start and end codes of rows r0..r1-1 (drawn only when needed); `render(codes, r0,
+    r1)` turns the points of those rows (row-major) into samples. A row longer than a batch goes in pieces.
+    """
+    rows_per_batch = max(1, BATCH // steps)
+    for r0 in range(0, rows, rows_per_batch):
+        r1 = min(rows, r0 + rows_per_batch)
+        start, end = ends(r0, r1)
+        for first in range(0, steps, BATCH):
+            t = fractions(first, min(steps, first + BATCH), steps)
+            yield render(interpolate_at(start, end, t, kind).flatten(0, 1), r0, r1)
+
+
+def path_batch_count(rows: int, steps: int) -> int:
+    return math.ceil(rows / max(1, BATCH // steps)) * math.ceil(steps / BATCH)
 
 
 @torch.no_grad()
 def sample(net: Autoencoder, request: SampleRequest, context: SampleContext) -> dict[str, Path]:
+    """Draw, reconstruct or interpolate batch by batch into samples.npy, with a bounded picture in samples.png."""
     check_mode(request, MODES, "autoencoder")
     generator = request.generator()
-    device = context.device
-    net = net.to(device)
-    out = context.out_dir
+    net = net.to(context.device)
     if request.mode == "prior":
-        z = net.sample_latents(request.num_samples, request.temperature, generator)
-        images = net.mean_image(net.decode(z)).cpu()
-        nrow = request.nrow
+        plan = _prior_plan(net, request, generator)
     elif request.mode == "reconstruct":
-        x = _random_rows(context.load_split("test")[0], request.num_samples, generator).to(device)
-        mean, _ = net.encode(x)
-        nrow = request.nrow or 8
-        images = interleave_rows(x, net.mean_image(net.decode(mean)), nrow).cpu()
+        plan = _reconstruct_plan(net, request, context, generator)
     else:
-        if request.interpolation not in ("linear", "slerp"):
-            from genrun.errors import GenrunError
+        plan = _interpolation_plan(net, request, context, generator)
+    return write_samples(plan, context, request.max_minutes)
 
-            raise GenrunError(f"interpolation={request.interpolation}: choose linear or slerp")
-        steps = int(request.steps)
-        rows = max(1, request.num_samples // steps)
-        if request.between == "images":
-            x = _random_rows(context.load_split("test")[0], 2 * rows, generator).to(device)
-            codes = net.encode(x)[0]
-            start, end = codes[:rows], codes[rows:]
-        else:
-            ends = net.sample_latents(2 * rows, request.temperature, generator)
-            start, end = ends[:rows], ends[rows:]
-        path = interpolate(start, end, steps, request.interpolation).flatten(0, 1)
-        images = net.mean_image(net.decode(path)).cpu()
-        nrow = steps
-    grid = save_grid(images, out / "samples.png", nrow=nrow)
-    tensor = out / "samples.pt"
-    torch.save(images, tensor)
-    return {"grid": grid, "tensor": tensor}
+
+def _prior_plan(net: Autoencoder, request: SampleRequest, generator: torch.Generator) -> SamplePlan:
+    n = request.num_samples
+
+    def batches():
+        for start in range(0, n, BATCH):
+            z = net.sample_latents(min(BATCH, n - start), request.temperature, generator)
+            yield net.mean_image(net.decode(z)).cpu()
+
+    shown, nrow = (leading(n), None) if request.nrow is None else whole_rows(n, request.nrow)
+    return SamplePlan(batches(), n, math.ceil(n / BATCH), f"num_samples={n}", shown, nrow)
+
+
+def _reconstruct_plan(net: Autoencoder, request: SampleRequest, context: SampleContext,
+                      generator: torch.Generator) -> SamplePlan:
+    """Test images, each row of `nrow` above its reconstructions; at most the whole test split (noted)."""
+    x = context.load_split("test")[0]
+    order = torch.randperm(len(x), generator=generator)[: request.num_samples]
+    if len(order) < request.num_samples:
+        context.notes.append(f"num_samples={request.num_samples}: the test split has {len(x)} images; "
+                             f"all {len(x)} are reconstructed")
+    nrow = max(1, min(request.nrow or 8, len(order)))
+    per_batch = max(1, BATCH // nrow) * nrow  # whole rows, so each batch interleaves like the whole would
+
+    def batches():
+        for start in range(0, len(order), per_batch):
+            xb = x[order[start : start + per_batch]].to(context.device)
+            yield interleave_rows(xb, net.mean_image(net.decode(net.encode(xb)[0])), nrow).cpu()
+
+    total = 2 * len(order)
+    shown, cols = torch.arange(total), nrow
+    if total > PREVIEW_LIMIT:  # pairs of rows (inputs above reconstructions) from the top-left corner
+        cols = min(nrow, PREVIEW_LIMIT // 2)
+        shown = corner(total, nrow, cols, max(2, PREVIEW_LIMIT // cols // 2 * 2))
+    return SamplePlan(batches(), total, math.ceil(len(order) / per_batch), f"num_samples={request.num_samples}",
+                      shown, cols)
+
+
+def _interpolation_plan(net: Autoencoder, request: SampleRequest, context: SampleContext,
+                        generator: torch.Generator) -> SamplePlan:
+    check_interpolation(request)
+    rows, steps, what = interpolation_layout(request)
+    if request.between == "images":
+        x = context.load_split("test")[0]
+        if 2 * rows > len(x):
+            raise GenrunError(f"{what}: between=images needs two test images for each of the {rows} rows, and the "
+                              f"test split has {len(x)}")
+        order = torch.randperm(len(x), generator=generator)[: 2 * rows]
+
+        def ends(r0, r1):
+            pair = torch.cat([order[r0:r1], order[rows + r0 : rows + r1]])
+            codes = net.encode(x[pair].to(context.device))[0]
+            return codes[: r1 - r0], codes[r1 - r0 :]
+    else:
+        def ends(r0, r1):
+            codes = net.sample_latents(2 * (r1 - r0), request.temperature, generator)
+            return codes[: r1 - r0], codes[r1 - r0 :]
+
+    def render(codes, _r0, _r1):
+        return net.mean_image(net.decode(codes)).cpu()
+
+    total = rows * steps
+    shown, nrow = interpolation_preview(total, steps)
+    return SamplePlan(path_batches(ends, rows, steps, request.interpolation, render), total,
+                      path_batch_count(rows, steps), what, shown, nrow)
 
 
 @torch.no_grad()
@@ -116,11 +214,10 @@ def likelihood_metrics(net: Autoencoder, x: torch.Tensor, k: int, batch_size: in
 
 def evaluate(net: Autoencoder, context: EvalContext) -> dict[str, float]:
     """Test likelihood; with settings['image_metrics'] (genrun evaluate's default) also the sample-quality
-    report of prior samples at settings['temperature']."""
-    x = context.load_split("test")[0].to(context.device)
+    report of prior samples at settings['temperature'], run first so that a request it refuses up front is
+    refused before the likelihood's work."""
     net = net.to(context.device)
-    metrics = likelihood_metrics(net, x, k=int(context.settings.get("iwae_k", 100)),
-                                 batch_size=int(context.settings.get("batch_size", 250)))
+    metrics = {}
     if context.settings.get("image_metrics", False):
         from genrun.evaluation.image_quality import evaluate_images
 
@@ -128,7 +225,9 @@ def evaluate(net: Autoencoder, context: EvalContext) -> dict[str, float]:
 
         def generate(n: int, generator: torch.Generator) -> torch.Tensor:
             z = net.sample_latents(n, temperature, generator)
-            return torch.cat([net.mean_image(net.decode(z[s : s + 500])).cpu() for s in range(0, n, 500)])
+            return torch.cat([net.mean_image(net.decode(z[s : s + BATCH])).cpu() for s in range(0, n, BATCH)])
 
-        metrics |= evaluate_images(generate, context)
-    return metrics
+        metrics = evaluate_images(generate, context)
+    x = context.load_split("test")[0].to(context.device)
+    return likelihood_metrics(net, x, k=int(context.settings.get("iwae_k", 100)),
+                              batch_size=int(context.settings.get("batch_size", 250))) | metrics

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from genrun.budget import check_max_minutes
 from genrun.errors import GenrunError
 
 
@@ -31,6 +32,11 @@ class SampleRequest:
     nrow: int | None = None
     # GAN latent arithmetic: indices (into mode=prior's samples) of groups a, b, c for mean(a) - mean(b) + mean(c).
     arithmetic: tuple[tuple[int, ...], ...] = ((0, 1, 2), (3, 4, 5), (6, 7, 8))
+    # Refuse up front a draw estimated to take longer than this (None: no limit).
+    max_minutes: float | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "max_minutes", check_max_minutes(self.max_minutes))
 
     def generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(int(self.seed))
@@ -38,12 +44,17 @@ class SampleRequest:
 
 @dataclass
 class SampleContext:
-    """Where to write, which device to use, and the training data on demand (loaded only if asked)."""
+    """Where to write, which device to use, and the training data on demand (loaded only if asked).
+
+    A family appends to `notes` what the reader of the output must know that the file names do not say
+    (a picture showing fewer samples than were drawn); `genrun sample` prints them and records them.
+    """
 
     out_dir: Path
     device: torch.device
     data_info: dict
     load_split: Callable[[str], tuple[torch.Tensor, torch.Tensor]]
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Classifier-family inference without Lightning: predictions on test images, and test accuracy.
 
-"Sampling" a classifier draws test images at random and writes them with the predicted classes: a grid
-(predicted class and probability under each image, red where it is wrong) and a JSON file.
+"Sampling" a classifier draws test images at random (at most the whole test split) and writes them with the
+predicted classes: a JSON file with every prediction, and a grid of the first PREVIEW_LIMIT (predicted
+class and probability under each image, red where it is wrong).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from genrun.errors import GenrunError
 from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode, instantiate_net, load_weights
 from genrun.nets.classifier import ConvClassifier
+from genrun.streaming import PREVIEW_LIMIT, shown_note
 
 MODES = ("prior", "predict")
 LABEL_STRIP, MIN_TILE = 14, 56
@@ -43,6 +45,9 @@ def sample(net: ConvClassifier, request: SampleRequest, context: SampleContext) 
     except KeyError:
         raise GenrunError("this classifier checkpoint names no dataset to draw test images from") from None
     order = torch.randperm(len(x), generator=request.generator())[: request.num_samples]
+    if len(order) < request.num_samples:
+        context.notes.append(f"num_samples={request.num_samples}: the test split has {len(x)} images; "
+                             f"all {len(x)} are predicted")
     x, y = x[order].float().cpu(), y[order].cpu()
     probs = predict(net, x, context.device, request.temperature)
     confidence, predicted = probs.max(1)
@@ -54,7 +59,12 @@ def sample(net: ConvClassifier, request: SampleRequest, context: SampleContext) 
     files = {"predictions": out / "predictions.json", "grid": out / "predictions.png"}
     accuracy = float((predicted == y).float().mean())
     files["predictions"].write_text(json.dumps({"accuracy_on_these": accuracy, "predictions": rows}, indent=1) + "\n")
-    _labelled_grid(x, predicted, confidence, predicted == y, names, files["grid"], request.nrow)
+    shown = min(len(x), PREVIEW_LIMIT)
+    _labelled_grid(x[:shown], predicted[:shown], confidence[:shown], (predicted == y)[:shown], names, files["grid"],
+                   request.nrow)
+    note = shown_note(files["grid"], shown, len(x), files["predictions"], "predictions")
+    if note:
+        context.notes.append(note)
     return files
 
 

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 
 import torch
 
+from genrun.budget import Budget
 from genrun.errors import GenrunError
 from genrun.families.base import (
     EvalContext,
@@ -19,14 +23,29 @@ from genrun.families.base import (
     instantiate_net,
     load_weights,
 )
-from genrun.images import save_grid
 from genrun.nets.gan import Generator
+from genrun.progress import track
+from genrun.streaming import (
+    BATCH,
+    PREVIEW_LIMIT,
+    SUFFIX,
+    SamplePlan,
+    corner,
+    draw_ahead,
+    leading,
+    run_plan,
+    shown_note,
+    whole_rows,
+    write_samples,
+)
 
 log = logging.getLogger(__name__)
 MODES = ("prior", "interpolate", "arithmetic")
 # Radford et al. 2015, §6.3: eight more results from the arithmetic's latent plus U(-0.25, 0.25) noise.
 ARITHMETIC_VARIANTS, ARITHMETIC_NOISE = 8, 0.25
 TRUNCATION_ROUNDS = 100
+# Points shown in a 2-D model's scatter plot (all of them are in samples.npy).
+SCATTER_LIMIT = 10_000
 
 
 def build_net(run_config: dict, state_dict: dict) -> Generator:
@@ -77,6 +96,7 @@ def _generate(net: Generator, z: torch.Tensor, labels: torch.Tensor | None, devi
 
 @torch.no_grad()
 def sample(net: Generator, request: SampleRequest, context: SampleContext) -> dict[str, Path]:
+    """Draw batch by batch into samples.npy; a bounded picture in samples.png (a scatter plot for points)."""
     check_mode(request, MODES, "GAN")
     if not net.images and request.mode != "prior":
         raise GenrunError(f"mode={request.mode}: a model of 2-D points supports mode=prior only")
@@ -85,53 +105,119 @@ def sample(net: Generator, request: SampleRequest, context: SampleContext) -> di
     generator = request.generator()
     out = context.out_dir
     out.mkdir(parents=True, exist_ok=True)
+    net = net.to(context.device).eval()
     files: dict[str, Path] = {}
     if request.mode == "prior":
-        images, nrow = _prior(net, request, generator, context.device)
+        plan = _prior(net, request, generator, context.device)
     elif request.mode == "interpolate":
-        images, nrow = _interpolate(net, request, generator, context.device)
+        plan = _interpolate(net, request, generator, context.device)
     else:
-        images, nrow, recipe = _arithmetic(net, request, generator, context.device)
+        plan, recipe = _arithmetic(net, request, generator, context.device)
         files["arithmetic"] = out / "arithmetic.json"
         files["arithmetic"].write_text(json.dumps(recipe, indent=2) + "\n")
     if net.images:
-        files["grid"] = save_grid(images, out / "samples.png", nrow=nrow)
-    else:
-        from genrun.metrics.toy2d import scatter_plot
+        return files | write_samples(plan, context, request.max_minutes)
+    return files | _write_points(plan, request, context)
 
-        data = context.load_split("train")[0]
-        files["grid"] = out / "samples.png"
-        scatter_plot(images, data[:5000], files["grid"], f"{len(images)} samples over the training data")
-    files["tensor"] = out / "samples.pt"
-    torch.save(images, files["tensor"])
+
+def _write_points(plan: SamplePlan, request: SampleRequest, context: SampleContext) -> dict[str, Path]:
+    """2-D samples: all in samples.npy, the first SCATTER_LIMIT of them over the training data in samples.png."""
+    from genrun.metrics.toy2d import scatter_plot
+
+    files = {"grid": context.out_dir / "samples.png", "tensor": context.out_dir / f"samples{SUFFIX}"}
+    points = run_plan(plan, files["tensor"], request.max_minutes)
+    data = context.load_split("train")[0]
+    shown = f"{len(points)} samples" if len(points) == plan.total else f"first {len(points)} of {plan.total} samples"
+    scatter_plot(points, data[:5000], files["grid"], f"{shown} over the training data")
+    note = shown_note(files["grid"], len(points), plan.total, files["tensor"])
+    if note:
+        context.notes.append(note)
     return files
 
 
-def _prior(net, request, generator, device):
+def latent_batches(n: int, dim: int, temperature: float, truncation: float | None,
+                   generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """The latents of mode=prior, BATCH at a time: the one stream that arithmetic's indices refer to."""
+    for start in range(0, n, BATCH):
+        yield draw_latents(min(BATCH, n - start), dim, temperature, truncation, generator)
+
+
+def _render(net: Generator, z: torch.Tensor, labels: torch.Tensor | None, device) -> torch.Tensor:
+    y = None if labels is None else labels.to(device)
+    return net.to_data(net(z.to(device), y)).float().cpu()
+
+
+def _prior(net, request, generator, device) -> SamplePlan:
     if net.num_classes and request.label is None:
-        # One row per class; each column keeps its latent, so rows differ only by the label.
-        cols = request.nrow or max(1, request.num_samples // net.num_classes)
-        z = draw_latents(cols, net.latent_dim, request.temperature, request.truncation, generator)
-        labels = torch.arange(net.num_classes).repeat_interleave(cols)
-        return _generate(net, z.repeat(net.num_classes, 1), labels, device), cols
-    z = draw_latents(request.num_samples, net.latent_dim, request.temperature, request.truncation, generator)
-    labels = _labels(net, request.label, len(z))
-    return _generate(net, z, labels, device), request.nrow
+        return _class_rows(net, request, device)
+    n = request.num_samples
+    unit, limit = ("images", PREVIEW_LIMIT) if net.images else ("points", SCATTER_LIMIT)
+
+    def batches():
+        for z in latent_batches(n, net.latent_dim, request.temperature, request.truncation, generator):
+            yield _render(net, z, _labels(net, request.label, len(z)), device)
+
+    shown, nrow = (leading(n, limit), None) if request.nrow is None else whole_rows(n, request.nrow, limit)
+    return SamplePlan(batches(), n, math.ceil(n / BATCH), f"num_samples={n}", shown, nrow, unit)
 
 
-def _interpolate(net, request, generator, device):
-    from genrun.families.autoencoder import interpolate
+def _class_rows(net, request, device) -> SamplePlan:
+    """One row per class; each column keeps its latent, so rows differ only by the label. The latents are
+    drawn again for every row from the same seed instead of being held."""
+    cols = request.nrow or max(1, request.num_samples // net.num_classes)
+    what = f"nrow={request.nrow}" if request.nrow else f"num_samples={request.num_samples}"
 
-    if request.interpolation not in ("linear", "slerp"):
-        raise GenrunError(f"interpolation={request.interpolation}: choose linear or slerp")
-    steps = int(request.steps)
-    rows = max(1, request.num_samples // steps)
-    ends = draw_latents(2 * rows, net.latent_dim, request.temperature, request.truncation, generator)
-    path = interpolate(ends[:rows], ends[rows:], steps, request.interpolation).flatten(0, 1)
-    labels = _labels(net, request.label, len(path))
-    if net.num_classes and labels is None:
-        labels = (torch.arange(rows) % net.num_classes).repeat_interleave(steps)
-    return _generate(net, path, labels, device), steps
+    def batches():
+        for label in range(net.num_classes):
+            stream = latent_batches(cols, net.latent_dim, request.temperature, request.truncation, request.generator())
+            for z in stream:
+                yield _render(net, z, torch.full((len(z),), label, dtype=torch.long), device)
+
+    total = cols * net.num_classes
+    shown_cols = min(cols, max(1, PREVIEW_LIMIT // net.num_classes))
+    shown = corner(total, cols, shown_cols, max(1, PREVIEW_LIMIT // shown_cols))
+    return SamplePlan(batches(), total, net.num_classes * math.ceil(cols / BATCH), what, shown, shown_cols)
+
+
+def _interpolate(net, request, generator, device) -> SamplePlan:
+    from genrun.families.autoencoder import (
+        check_interpolation,
+        interpolation_layout,
+        interpolation_preview,
+        path_batch_count,
+        path_batches,
+    )
+
+    check_interpolation(request)
+    rows, steps, what = interpolation_layout(request)
+    fixed = _labels(net, request.label, 1)
+
+    def ends(r0, r1):
+        z = draw_latents(2 * (r1 - r0), net.latent_dim, request.temperature, request.truncation, generator)
+        return z[: r1 - r0], z[r1 - r0 :]
+
+    def render(codes, r0, r1):
+        labels = None if fixed is None else fixed.expand(len(codes))
+        if net.num_classes and labels is None:  # one class per row, in turn
+            labels = (torch.arange(r0, r1) % net.num_classes).repeat_interleave(len(codes) // (r1 - r0))
+        return _render(net, codes, labels, device)
+
+    total = rows * steps
+    shown, nrow = interpolation_preview(total, steps)
+    return SamplePlan(path_batches(ends, rows, steps, request.interpolation, render), total,
+                      path_batch_count(rows, steps), what, shown, nrow)
+
+
+def _chosen_latents(net, request, generator, indices: list[int]) -> dict[int, torch.Tensor]:
+    """The latents of mode=prior at `indices`, drawn batch by batch only as far as the largest index."""
+    wanted, found, start = set(indices), {}, 0
+    for z in latent_batches(request.num_samples, net.latent_dim, request.temperature, request.truncation,
+                            generator):
+        found |= {i: z[i - start] for i in wanted if start <= i < start + len(z)}
+        start += len(z)
+        if start > max(wanted):
+            break
+    return found
 
 
 def _arithmetic(net, request, generator, device):
@@ -145,14 +231,12 @@ def _arithmetic(net, request, generator, device):
         if not indices or any(not 0 <= i < request.num_samples for i in indices):
             raise GenrunError(f"arithmetic.{name}={indices}: indices must be in 0..{request.num_samples - 1} "
                               f"(samples of mode=prior with num_samples={request.num_samples})")
-    z = draw_latents(request.num_samples, net.latent_dim, request.temperature, request.truncation, generator)
-    means = {name: z[indices].mean(0) for name, indices in groups.items()}
+    z = _chosen_latents(net, request, generator, [i for g in groups.values() for i in g])
+    means = {name: torch.stack([z[i] for i in indices]).mean(0) for name, indices in groups.items()}
     result = means["a"] - means["b"] + means["c"]
     noise = (torch.rand(ARITHMETIC_VARIANTS, net.latent_dim, generator=generator) * 2 - 1) * ARITHMETIC_NOISE
     cols = max(max(len(g) for g in groups.values()) + 1, ARITHMETIC_VARIANTS + 1)
-    rows, blank = [], None
-    for name, indices in groups.items():
-        rows.append([*z[indices], means[name]])
+    rows = [[*(z[i] for i in indices), means[name]] for name, indices in groups.items()]
     rows.append([result, *(result + noise)])
     latents = torch.stack([v for row in rows for v in row])
     images = _generate(net, latents, _labels(net, request.label, len(latents)), device)
@@ -164,7 +248,10 @@ def _arithmetic(net, request, generator, device):
     recipe = {"expression": "mean(a) - mean(b) + mean(c)", **groups, "seed": request.seed,
               "num_samples": request.num_samples, "layout": "rows a, b, c: the samples then the image of their "
               "mean latent; last row: the result, then the result plus U(-0.25, 0.25) noise"}
-    return torch.stack(tiles), cols, recipe
+    tiles = torch.stack(tiles)
+    plan = SamplePlan(iter([tiles]), len(tiles), 1, f"num_samples={request.num_samples}", torch.arange(len(tiles)),
+                      cols)
+    return plan, recipe
 
 
 def evaluate(net: Generator, context: EvalContext) -> dict[str, float]:
@@ -182,15 +269,16 @@ def evaluate(net: Generator, context: EvalContext) -> dict[str, float]:
             labels = label_pool[torch.randint(len(label_pool), (n,), generator=generator)].cpu()
         return _generate(net, z, labels, context.device)
 
-    metrics = _swd_metrics(generate, context, int(settings.get("num_samples", 1000)))
     try:
         from genrun.evaluation.image_quality import evaluate_images
     except ModuleNotFoundError as err:
         if not (err.name or "").startswith("genrun.evaluation"):
             raise
         log.warning("genrun.evaluation is not installed: reporting the sliced Wasserstein distance only")
-        return metrics
-    return {**evaluate_images(generate, context, conditional=bool(net.num_classes)), **metrics}
+        return _swd_metrics(generate, context, int(settings.get("num_samples", 1000)))
+    # First: a request the report refuses up front is refused before any other work.
+    metrics = evaluate_images(generate, context, conditional=bool(net.num_classes))
+    return metrics | _swd_metrics(generate, context, int(settings.get("num_samples", 1000)))
 
 
 def _swd_metrics(generate, context: EvalContext, n: int) -> dict[str, float]:
@@ -204,18 +292,43 @@ def _swd_metrics(generate, context: EvalContext, n: int) -> dict[str, float]:
 
 
 def _evaluate_toy(net: Generator, context: EvalContext, n: int, temperature: float) -> dict[str, float]:
+    """Exact toy metrics over n points, drawn in batches into one preallocated tensor; refused up front when
+    the points and their distances to the modes would not fit in memory or in the time limit."""
     from genrun.metrics.toy2d import scatter_plot, toy_metrics
 
-    generator = torch.Generator().manual_seed(int(context.settings.get("seed", 0)))
-    z = draw_latents(n, net.latent_dim, temperature, None, generator)
-    labels = None
-    if net.num_classes:
-        labels = torch.randint(net.num_classes, (n,), generator=generator)
-    points = _generate(net, z, labels, context.device)
     info = context.data_info
+    budget = Budget(f"num_samples={n}", context.settings.get("max_minutes"), "points")
+    budget.check_memory(n * _toy_bytes_per_point(info["kind"]), "points and their distances to the modes")
+    generator = torch.Generator().manual_seed(int(context.settings.get("seed", 0)))
+
+    def batches():
+        for start in range(0, n, BATCH):
+            z = draw_latents(min(BATCH, n - start), net.latent_dim, temperature, None, generator)
+            labels = torch.randint(net.num_classes, (len(z),), generator=generator) if net.num_classes else None
+            yield _render(net, z, labels, context.device)
+
+    stream = batches()
+    held, rate = draw_ahead(stream, n)
+    if rate is not None:
+        budget.check_rate(n - sum(len(b) for b in held), rate)
+    points, start = torch.empty(n, held[0].shape[1]), 0
+    for batch in chain(held, track(stream, f"{n:,} points", total=math.ceil(n / BATCH) - len(held))):
+        points[start : start + len(batch)] = batch
+        start += len(batch)
     metrics = toy_metrics(points, info["kind"], float(info["mode_std"]))
     context.out_dir.mkdir(parents=True, exist_ok=True)
+    shown = points[:SCATTER_LIMIT]
     title = (f"{info['kind']}: {metrics['toy/modes_covered']:.0f}/{metrics['toy/num_modes']:.0f} modes, "
-             f"{100 * metrics['toy/hq_fraction']:.1f}% high quality (n={n})")
-    scatter_plot(points, context.load_split("test")[0], context.out_dir / "toy_scatter.png", title)
+             f"{100 * metrics['toy/hq_fraction']:.1f}% high quality (n={n}"
+             f"{'' if len(shown) == n else f', first {len(shown)} shown'})")
+    scatter_plot(shown, context.load_split("test")[0], context.out_dir / "toy_scatter.png", title)
     return metrics
+
+
+def _toy_bytes_per_point(kind: str) -> int:
+    """Memory toy_metrics needs per point: the point, its distances to every mode (or curve point), the rest."""
+    from genrun.data.toy2d import mode_centres, reference_curve
+
+    centres = mode_centres(kind)
+    references = len(centres) if centres is not None else len(reference_curve(kind))
+    return 4 * references + 64

@@ -11,7 +11,10 @@ SETTING_KEYS = ("iwae_k", "num_samples", "batch_size", "temperature", "seed", "i
 
 def settings_from_config(cfg: DictConfig, run_config: dict) -> dict:
     """The plain values a family's evaluate reads (see genrun.families.base.EvalContext)."""
+    from genrun.budget import check_max_minutes
+
     settings = {k: cfg[k] for k in SETTING_KEYS if k in cfg}
+    settings["max_minutes"] = check_max_minutes(cfg.get("max_minutes"))
     classifier = cfg.get("classifier") or {}
     settings |= {"classifier_ckpt": classifier.get("ckpt"), "classifier_epochs": classifier.get("epochs"),
                  "classifier_dir": classifier.get("cache_dir"), "dataset_config": run_config.get("dataset")}

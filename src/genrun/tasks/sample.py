@@ -28,7 +28,7 @@ def request_from_config(cfg: DictConfig):
         prompt=None if cfg.prompt is None else str(cfg.prompt), max_new_tokens=int(cfg.max_new_tokens),
         top_k=None if cfg.top_k is None else int(cfg.top_k), top_p=None if cfg.top_p is None else float(cfg.top_p),
         temperatures=tuple(float(t) for t in cfg.temperatures), nrow=None if cfg.nrow is None else int(cfg.nrow),
-        arithmetic=_arithmetic_groups(cfg),
+        arithmetic=_arithmetic_groups(cfg), max_minutes=cfg.get("max_minutes"),
     )
 
 
@@ -63,8 +63,10 @@ def run(cfg: DictConfig):
     files = loaded.family.sample(loaded.net, request, context)
     write_metrics(out_dir, {"task": "sample", "status": "completed", "checkpoint": str(loaded.path),
                             "request": OmegaConf.to_container(cfg, resolve=False) | {"paths": None},
-                            "files": {k: str(v) for k, v in files.items()}})
+                            "files": {k: str(v) for k, v in files.items()}, "notes": context.notes})
     print(f"checkpoint: {loaded.path}")
     for name, path in files.items():
         print(f"{name}: {path}")
+    for note in context.notes:
+        print(f"note: {note}")
     return None

@@ -116,6 +116,9 @@ def check_run_settings(cfg: DictConfig) -> None:
         raise GenrunError(f"temperature={cfg.temperature}: must be non-negative")
     if cfg.get("threads") is not None and int(cfg.threads) < 1:
         raise GenrunError(f"threads={cfg.threads}: must be at least 1 (or null for torch's default)")
+    from genrun.budget import check_max_minutes
+
+    check_max_minutes(cfg.get("max_minutes"))
 
 
 def _warn_if_endless(trainer_cfg: DictConfig) -> None:
@@ -240,7 +243,7 @@ def run(cfg: DictConfig):
     files = {}
     if int(cfg.num_samples) > 0:
         request = SampleRequest(num_samples=int(cfg.num_samples), temperature=float(cfg.temperature),
-                                seed=int(cfg.seed))
+                                seed=int(cfg.seed), max_minutes=cfg.get("max_minutes"))
         files = family.sample(net, request, SampleContext(out_dir=run_dir / "samples", device=device,
                                                           data_info=data_info, load_split=load_split))
     _log_to_tensorboard(trainer, config, metrics, files)
