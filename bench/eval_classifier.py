@@ -54,7 +54,7 @@ def main() -> None:
     yt = torch.from_numpy(read_idx(root / "t10k-labels-idx1-ubyte.gz").astype(np.int64))
     info = {"channels": 1, "image_size": 28, "num_classes": 10}
     started = time.perf_counter()
-    net = train_recipe(x, y, info, {**RECIPE, "epochs": args.epochs})
+    net = train_recipe(x, y, info, {**RECIPE, "epochs": args.epochs}).net
     seconds = time.perf_counter() - started
     print(f"train {len(x)} images, {args.epochs} epochs: {seconds:.1f} s wall")
     print(f"validation split accuracy ({len(xv)} images): {accuracy(net, xv, yv):.4f}")

@@ -38,11 +38,11 @@ def tokens_per_second(net, new_tokens: int, use_cache: bool, repeats: int) -> fl
 def nets(ckpt: str | None) -> dict:
     if ckpt:
         from genrun.checkpoint import load_checkpoint
-        from genrun.families import text
+        from genrun.pipeline import load_pipeline
         from genrun.runs import locate_checkpoint
 
-        payload = load_checkpoint(locate_checkpoint(ckpt, "."))
-        return {Path(ckpt).name: text.build_net(payload["genrun"]["config"], payload["state_dict"])}
+        path = locate_checkpoint(ckpt, ".")
+        return {Path(ckpt).name: load_pipeline(load_checkpoint(path), path).net}
     torch.manual_seed(0)
     return {"gpt 4x4x128, context 64": GPT(65, block_size=64, n_layer=4, n_head=4, n_embd=128).eval(),
             "char_lstm 2x256": CharLSTM(65, n_embd=64, hidden_size=256, n_layer=2).eval()}

@@ -46,7 +46,7 @@ def test_run_directory_holds_everything(trained_vae):
     assert events
     payload = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     info = payload["genrun"]
-    assert info["family"] == "autoencoder" and info["data"]["source"] == "mini"
+    assert info["pipeline"]["class"].endswith("AutoencoderPipeline") and info["data"]["source"] == "mini"
     assert info["config"]["model"]["latent_dim"] == 20 and info["data"]["split_seed"] == 0
     recorded = read_metrics(run_dir)
     assert recorded["status"] == "completed" and recorded["data"]["split_sizes"]["train"] == 4500

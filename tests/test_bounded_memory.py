@@ -70,11 +70,11 @@ gpt = GPT(len(VOCAB), block_size=256, n_layer=2, n_head=2, n_embd=64).eval()
 gpt.carry_state = False
 
 def vae_sample(n):
-    autoencoder.sample(vae, SampleRequest(num_samples=n), context({}))
+    autoencoder.sample(vae, SampleRequest.of(autoencoder.AutoencoderKnobs, num_samples=n), context({}))
 
 def gpt_sample(n):
     with redirect_stdout(io.StringIO()):
-        text.sample(gpt, SampleRequest(num_samples=n, max_new_tokens=8, prompt="ab"), context(INFO))
+        text.sample(gpt, SampleRequest.of(text.TextKnobs, num_samples=n, max_new_tokens=8, prompt="ab"), context(INFO))
 
 def knn(n):
     knn_radii(torch.randn(n, 16, generator=torch.Generator().manual_seed(0)), 3)
@@ -133,7 +133,7 @@ def test_samples_stream_to_a_memory_mapped_npy_and_the_picture_is_capped(tmp_pat
     net = Autoencoder(1, 28).eval()
     seen = _counting_decoder(net)
     context = _context(tmp_path)
-    files = autoencoder.sample(net, SampleRequest(num_samples=1200, seed=1), context)
+    files = autoencoder.sample(net, SampleRequest.of(autoencoder.AutoencoderKnobs, num_samples=1200, seed=1), context)
     samples = np.load(files["tensor"], mmap_mode="r")
     assert files["tensor"].name == "samples.npy" and samples.shape == (1200, 1, 28, 28)
     assert seen == [500, 500, 200]
@@ -147,8 +147,9 @@ def test_samples_stream_to_a_memory_mapped_npy_and_the_picture_is_capped(tmp_pat
 def test_a_long_interpolation_row_is_shown_at_evenly_spaced_steps(tmp_path):
     net = Autoencoder(1, 28).eval()
     context = _context(tmp_path)
-    files = autoencoder.sample(net, SampleRequest(mode="interpolate", num_samples=1, steps=1000,
-                                                  interpolation="linear"), context)
+    request = SampleRequest.of(autoencoder.AutoencoderKnobs, mode="interpolate", num_samples=1, steps=1000,
+                               interpolation="linear")
+    files = autoencoder.sample(net, request, context)
     path = np.load(files["tensor"], mmap_mode="r")
     assert path.shape == (1000, 1, 28, 28)
     with Image.open(files["grid"]) as grid:
@@ -161,12 +162,14 @@ def test_too_little_disk_is_refused_before_the_long_work(tmp_path, monkeypatch):
     net = Autoencoder(1, 28).eval()
     seen = _counting_decoder(net)
     with pytest.raises(GenrunError) as refused:
-        autoencoder.sample(net, SampleRequest(num_samples=5000), _context(tmp_path / "out"))
+        autoencoder.sample(net, SampleRequest.of(autoencoder.AutoencoderKnobs, num_samples=5000),
+                           _context(tmp_path / "out"))
     assert re.fullmatch(r"num_samples=5000: ~15\.7 MB of samples on disk but 1\.0 MB free at \S+", str(refused.value))
     assert len(seen) <= 2 and not (tmp_path / "out").exists()  # two timed batches, no file opened
     with pytest.raises(GenrunError, match=r"^max_new_tokens=1000000: ~1\.0 MB of text on disk but 1\.0 MB free"):
         text.sample(GPT(len(VOCAB), block_size=16, n_layer=1, n_head=1, n_embd=8),
-                    SampleRequest(num_samples=1, max_new_tokens=10**6), _context(tmp_path / "text", TEXT_INFO))
+                    SampleRequest.of(text.TextKnobs, num_samples=1, max_new_tokens=10**6),
+                    _context(tmp_path / "text", TEXT_INFO))
     assert not (tmp_path / "text").exists()
 
 
@@ -174,7 +177,8 @@ def test_over_the_time_limit_is_refused_with_the_measured_rate(tmp_path):
     net = Autoencoder(1, 28).eval()
     seen = _counting_decoder(net)
     with pytest.raises(GenrunError) as refused:
-        autoencoder.sample(net, SampleRequest(num_samples=200_000, max_minutes=0.001), _context(tmp_path / "out"))
+        autoencoder.sample(net, SampleRequest.of(autoencoder.AutoencoderKnobs, num_samples=200_000, max_minutes=0.001),
+                           _context(tmp_path / "out"))
     assert re.fullmatch(r"num_samples=200000: ~\d+ s at the measured [\d,]+ images/s; the limit is max_minutes=0\.001 "
                         r"\(raise it, or ask for fewer\)", str(refused.value)), str(refused.value)
     assert seen == [500, 500] and not (tmp_path / "out").exists()
@@ -183,7 +187,7 @@ def test_over_the_time_limit_is_refused_with_the_measured_rate(tmp_path):
     gpt.carry_state = False
     with pytest.raises(GenrunError, match=r"^max_new_tokens=1000000000: ~[\d.]+ (days|h) at the measured [\d,]+ "
                                           r"tokens/s; the limit is max_minutes=60 \(raise it"):
-        text.sample(gpt, SampleRequest(num_samples=1, max_new_tokens=10**9, max_minutes=60),
+        text.sample(gpt, SampleRequest.of(text.TextKnobs, num_samples=1, max_new_tokens=10**9, max_minutes=60),
                     _context(tmp_path / "text", TEXT_INFO))
     assert not (tmp_path / "text").exists()
 
@@ -202,7 +206,7 @@ def test_text_samples_are_appended_in_batches_past_the_context_window(tmp_path, 
     monkeypatch.setattr(text, "generate_stream", recorded)
     terminal = io.StringIO()
     with redirect_stdout(terminal):
-        files = text.sample(gpt, SampleRequest(num_samples=130, max_new_tokens=40, prompt="ab"),
+        files = text.sample(gpt, SampleRequest.of(text.TextKnobs, num_samples=130, max_new_tokens=40, prompt="ab"),
                             _context(tmp_path, TEXT_INFO))
     assert batches == [64, 64, 2] and written_before == [0, 64, 128]  # each batch appended as it finished
     sections = files["text"].read_text().split("=== sample ")[1:]
@@ -216,15 +220,17 @@ def test_max_minutes_is_a_config_key_of_sample_evaluate_and_train():
 
     from genrun import resolvers
     from genrun.configs import config_dir
+    from genrun.families.autoencoder import AutoencoderPipeline
     from genrun.tasks.evaluate import settings_from_config
-    from genrun.tasks.sample import request_from_config
+    from genrun.tasks.sample import request_for
 
+    vae = AutoencoderPipeline({"net": Autoencoder(1, 28)})
     resolvers.register()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        assert request_from_config(compose("sample", ["max_minutes=5"])).max_minutes == 5.0
-        assert request_from_config(compose("sample", ["max_minutes=null"])).max_minutes is None
+        assert request_for(compose("sample", ["max_minutes=5"]), vae, "vae").max_minutes == 5.0
+        assert request_for(compose("sample", ["max_minutes=null"]), vae, "vae").max_minutes is None
         with pytest.raises(GenrunError, match=r"^max_minutes=0: must be positive"):
-            request_from_config(compose("sample", ["max_minutes=0"]))
+            request_for(compose("sample", ["max_minutes=0"]), vae, "vae")
         assert settings_from_config(compose("evaluate", []), {})["max_minutes"] == 60.0
         assert compose("train", []).max_minutes == 60.0
 
@@ -260,7 +266,7 @@ def test_evaluation_draws_in_batches_and_refuses_what_memory_cannot_hold(tmp_pat
 def test_gan_class_rows_arithmetic_and_points_stream_with_bounded_pictures(tmp_path):
     conditional = MLPGenerator(latent_dim=8, shape=[1, 28, 28], hidden_dims=[16], num_classes=10).eval()
     context = _context(tmp_path / "rows")
-    files = gan.sample(conditional, SampleRequest(num_samples=3000), context)
+    files = gan.sample(conditional, SampleRequest.of(gan.GANKnobs, num_samples=3000), context)
     rows = np.load(files["tensor"], mmap_mode="r")
     assert rows.shape == (3000, 1, 28, 28)
     with Image.open(files["grid"]) as grid:
@@ -268,10 +274,10 @@ def test_gan_class_rows_arithmetic_and_points_stream_with_bounded_pictures(tmp_p
     assert context.notes == ["samples.png shows 250 of the 3,000 samples; all are in samples.npy"]
 
     net = MLPGenerator(latent_dim=8, shape=[1, 28, 28], hidden_dims=[16]).eval()
-    recipe = ((0, 1, 2), (3, 4, 5), (6, 7, 600))
-    arithmetic = gan.sample(net, SampleRequest(mode="arithmetic", num_samples=10**7, arithmetic=recipe),
-                            _context(tmp_path / "arith"))  # draws latents only as far as index 600
-    drawn = gan.sample(net, SampleRequest(num_samples=1000), _context(tmp_path / "prior"))
+    recipe = {"a": (0, 1, 2), "b": (3, 4, 5), "c": (6, 7, 600)}
+    request = SampleRequest.of(gan.GANKnobs, mode="arithmetic", num_samples=10**7, arithmetic=recipe)
+    arithmetic = gan.sample(net, request, _context(tmp_path / "arith"))  # draws latents only as far as index 600
+    drawn = gan.sample(net, SampleRequest.of(gan.GANKnobs, num_samples=1000), _context(tmp_path / "prior"))
     tiles, images = np.load(arithmetic["tensor"]), np.load(drawn["tensor"])
     assert tiles.shape == (4 * 9, 1, 28, 28)
     np.testing.assert_allclose(tiles[9 * 2 + 2], images[600], atol=1e-6)  # row c, third sample: prior's #600
@@ -279,7 +285,7 @@ def test_gan_class_rows_arithmetic_and_points_stream_with_bounded_pictures(tmp_p
     points = MLPGenerator(latent_dim=4, shape=[2], hidden_dims=[8]).eval()
     data = (torch.randn(100, 2), torch.zeros(100))
     context = _context(tmp_path / "points", splits={"train": data})
-    files = gan.sample(points, SampleRequest(num_samples=12_000), context)
+    files = gan.sample(points, SampleRequest.of(gan.GANKnobs, num_samples=12_000), context)
     assert np.load(files["tensor"], mmap_mode="r").shape == (12_000, 2)
     assert context.notes == ["samples.png shows 10,000 of the 12,000 samples; all are in samples.npy"]
 
@@ -288,7 +294,7 @@ def test_classifier_predictions_picture_is_capped(tmp_path):
     net = ConvClassifier(channels=1, image_size=28, num_classes=10, width=4, feature_dim=8).eval()
     splits = {"test": (torch.rand(300, 1, 28, 28), torch.randint(10, (300,)))}
     context = _context(tmp_path, {"classes": [str(k) for k in range(10)]}, splits)
-    files = classifier.sample(net, SampleRequest(num_samples=1000), context)
+    files = classifier.sample(net, SampleRequest.of(classifier.ClassifierKnobs, num_samples=1000), context)
     assert len(json.loads(files["predictions"].read_text())["predictions"]) == 300
     with Image.open(files["grid"]) as grid:
         assert grid.size[0] == 2 + 16 * 58  # 16 columns of 56-pixel tiles: the first 256

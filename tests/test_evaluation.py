@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -158,9 +159,6 @@ def test_inception_metrics_give_a_notice_without_local_weights(monkeypatch, tmp_
 def test_a_missing_or_foreign_classifier_checkpoint_is_a_user_error(digits, classifier_cache, tmp_path):
     with pytest.raises(GenrunError, match=r"^classifier\.ckpt=nowhere"):
         domain_classifier(make_context(digits, tmp_path, classifier_cache, classifier_ckpt="nowhere"))
-    from genrun.checkpoint import atomic_save
-
-    foreign = tmp_path / "vae.ckpt"
-    atomic_save({"state_dict": {}, "genrun": {"family": "autoencoder", "config": {}}}, foreign)
-    with pytest.raises(GenrunError, match="not a model=classifier checkpoint"):
+    foreign = Path(__file__).parent / "data" / "format1" / "vae.ckpt"  # a real autoencoder checkpoint
+    with pytest.raises(GenrunError, match="not a model=classifier checkpoint .its pipeline is AutoencoderPipeline"):
         domain_classifier(make_context(digits, tmp_path, classifier_cache, classifier_ckpt=str(foreign)))

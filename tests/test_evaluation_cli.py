@@ -34,7 +34,7 @@ def test_evaluate_a_vae_with_cached_or_given_domain_classifier_and_use_the_class
     assert "Inception FID/IS skipped" in result.stdout + result.stderr  # a notice, not a failure
     [cached] = (workdir / "outputs" / ".cache" / "classifiers").glob("*/classifier.ckpt")
     info = load_checkpoint(cached)["genrun"]
-    assert info["family"] == "classifier" and 0 <= info["test_accuracy"] <= 1
+    assert info["pipeline"]["class"].endswith("ClassifierPipeline") and 0 <= info["test_accuracy"] <= 1
 
     # 2. A classifier the user trained replaces it.
     check_ok(run_genrun(["evaluate", "model=vae", "num_samples=50", "iwae_k=2", f"classifier.ckpt={classifier_run}"],

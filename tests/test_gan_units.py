@@ -13,11 +13,13 @@ from genrun.checkpoint import checkpoint_io, load_checkpoint, non_finite_keys
 from genrun.data.base import InMemoryDataModule
 from genrun.data.toy2d import KINDS, Toy2DDataModule, generate
 from genrun.errors import GenrunError
-from genrun.families.gan import build_net, draw_latents
+from genrun.families.gan import GANPipeline
 from genrun.metrics.swd import sliced_wasserstein
 from genrun.metrics.toy2d import toy_metrics
 from genrun.models.gan import GANModule, gradient_penalty
 from genrun.nets.gan import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from genrun.pipeline import load_pipeline, pipeline_spec
+from genrun.sampling.latents import draw_latents
 
 
 def quiet_trainer(**kwargs) -> L.Trainer:
@@ -161,13 +163,15 @@ def test_ema_generator_is_what_sampling_rebuilds():
     module = _toy_module(ema_decay=0.9)
     quiet_trainer(max_steps=20, enable_checkpointing=False).fit(module, Toy2DDataModule(n_train=640, n_val=64,
                                                                                          batch_size=64))
-    assert module.inference_net() is module.ema_generator
+    assert module.averaged("generator") is module.ema_generator
     live, ema = module.generator.state_dict(), module.ema_generator.state_dict()
     assert any(not torch.equal(live[k], ema[k]) for k in live)
-    config = {"model": {"module": {"generator": {"_target_": "genrun.nets.gan.MLPGenerator", "latent_dim": 4,
-                                                 "shape": [2], "hidden_dims": [16]}}}}
-    rebuilt = build_net(config, module.state_dict())
-    assert all(torch.equal(rebuilt.state_dict()[k], ema[k]) for k in ema)
+    # What a checkpoint stores rebuilds the averaged generator, from the state_dict alone.
+    spec = pipeline_spec(module.pipeline(), module)
+    assert spec["components"]["generator"]["prefix"] == "ema_generator."
+    rebuilt = load_pipeline({"state_dict": module.state_dict(), "genrun": {"pipeline": spec}}, "in memory")
+    assert isinstance(rebuilt, GANPipeline)
+    assert all(torch.equal(rebuilt.generator.state_dict()[k], ema[k]) for k in ema)
 
 
 @pytest.mark.parametrize("loss", ["hinge", "wgan-gp"])

@@ -46,7 +46,7 @@ def test_training_records_vocab_metrics_and_tensorboard_text(trained_gpt):
     [run_dir] = run_dirs(trained_gpt)
     assert run_dir.parent.name == "gpt_python_source"
     info = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["genrun"]
-    assert info["family"] == "text" and info["data"]["tokenizer"] == "char"
+    assert info["pipeline"]["class"].endswith("TextPipeline") and info["data"]["tokenizer"] == "char"
     assert info["data"]["vocab_size"] == len(info["data"]["vocab"]) == info["config"]["dataset"]["vocab_size"]
     metrics = read_metrics(run_dir)["metrics"]
     nats = metrics["val/loss"]
@@ -91,11 +91,12 @@ def test_temperature_demo_and_greedy_decoding(trained_gpt):
 
     # Greedy decoding is the argmax path, whatever the seed: recompute it from the checkpoint in process.
     from genrun.data.tokenizers import tokenizer_from_info
-    from genrun.families import text as family
+    from genrun.pipeline import load_pipeline
     from genrun.sampling import generate
 
-    payload = load_checkpoint(run_dirs(trained_gpt)[0] / "checkpoints" / "last.ckpt")
-    net = family.build_net(payload["genrun"]["config"], payload["state_dict"])
+    path = run_dirs(trained_gpt)[0] / "checkpoints" / "last.ckpt"
+    payload = load_checkpoint(path)
+    net = load_pipeline(payload, path).net
     tok = tokenizer_from_info(payload["genrun"]["data"])
     ids = generate(net, tok.encode("import")[None], 30, 0.0)
     assert greedy == "import" + tok.decode(ids[0].tolist())

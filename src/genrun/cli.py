@@ -155,9 +155,14 @@ def _main(argv: list[str] | None) -> int:
 
             return report_main(args)
     from genrun.errors import GenrunError
-    from genrun.overrides import check_overrides, resume_overrides
+    from genrun.overrides import check_overrides, knob_overrides, resume_overrides
 
     flags, overrides = split_args(args)
+    if not child and task in ("sample", "evaluate") and {"-h", "--help"} & set(flags):
+        from genrun.knob_help import knob_help
+
+        print(knob_help(task, overrides))
+        return 0
     if not child and _flag_value(flags, ("-sc", "--shell-completion")) is not None:
         return _shell_completion(task, args)
     clash = _clashing_commands(flags)
@@ -169,6 +174,8 @@ def _main(argv: list[str] | None) -> int:
         config_dir = _config_dir(flags)
         if not child and task == "train":
             overrides, resumed = resume_overrides(overrides, multirun=multirun, config_dir=config_dir)
+        if not child and task in ("sample", "evaluate"):
+            overrides = knob_overrides(task, overrides)
         if not child and not _NO_CHECK_FLAGS & {f.split("=")[0] for f in flags}:
             overrides = check_overrides(task, overrides, multirun=multirun, config_dir=config_dir,
                                         config_name=_flag_value(flags, ("-cn", "--config-name")))

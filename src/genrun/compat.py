@@ -14,10 +14,10 @@ from genrun.errors import GenrunError
 
 # family -> (pipeline class, {component: config key under model.module})
 FORMAT1 = {
-    "autoencoder": ("genrun.nets.autoencoder.AutoencoderPipeline", {"net": "net"}),
-    "gan": ("genrun.nets.gan.GANPipeline", {"generator": "generator"}),
-    "text": ("genrun.nets.text.TextPipeline", {"net": "net"}),
-    "classifier": ("genrun.nets.classifier.ClassifierPipeline", {"net": "net"}),
+    "autoencoder": ("genrun.families.autoencoder.AutoencoderPipeline", {"net": "net"}),
+    "gan": ("genrun.families.gan.GANPipeline", {"generator": "generator"}),
+    "text": ("genrun.families.text.TextPipeline", {"net": "net"}),
+    "classifier": ("genrun.families.classifier.ClassifierPipeline", {"net": "net"}),
 }
 
 

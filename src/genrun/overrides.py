@@ -556,3 +556,26 @@ def _first_difference(old, new, path: str):
                 return found
         return None
     return None if old == new else (path, old, new)
+
+
+def task_keys(task: str) -> set[str]:
+    """The top-level keys a task's own config defines, with the config groups and Hydra's node."""
+    from omegaconf import OmegaConf
+
+    from genrun.configs import config_groups
+
+    own = OmegaConf.load(packaged_config_dir() / f"{task}.yaml")
+    return set(own.keys()) | set(config_groups()) | {"hydra", "defaults"}
+
+
+def knob_overrides(task: str, overrides: list[str]) -> list[str]:
+    """`steps=10`, `truncation=0.7`, `arithmetic.a=[0,1]` for sample/evaluate: a plain key the task's config
+    does not define is one of the model's own knobs, added as `+key=value` for Hydra; the task checks it
+    against the model's pipeline (genrun.pipeline.parse_knobs), which refuses a knob it does not have."""
+    known = task_keys(task)
+    rewritten = []
+    for text, override in zip(overrides, _parse(overrides), strict=True):
+        top = override.key_or_group.split(".")[0].split("@")[0].split("/")[0]
+        plain = override.type.name == "CHANGE" and override.package is None
+        rewritten.append(f"+{text}" if plain and top not in known else text)
+    return rewritten

@@ -122,7 +122,11 @@ def load_prefixed(module: nn.Module, state_dict: Mapping, prefix: str, source: s
     expected = module.state_dict()
     if not weights and expected:
         raise GenrunError(f"{source}: no weights for component {name} (prefix {prefix!r})")
-    missing, unexpected = module.load_state_dict(weights, strict=False)
+    try:
+        missing, unexpected = module.load_state_dict(weights, strict=False)
+    except RuntimeError as err:  # a tensor of another shape: the stored arguments do not fit the weights
+        detail = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err))
+        raise GenrunError(f"{source}: component {name} does not match its weights: {detail[:200]}") from None
     if missing or unexpected:
         raise GenrunError(f"{source}: component {name} does not match its weights: missing {missing[:3]}, "
                           f"unexpected {unexpected[:3]}")

@@ -12,14 +12,17 @@ from lightning.pytorch.callbacks import Callback
 
 
 class RunInfo(Callback):
-    """Stores the run's composed config and data description (plain containers) in every checkpoint,
-    so `genrun sample` can rebuild the model from the checkpoint alone."""
+    """Stores in every checkpoint the model's pipeline (classes, arguments and weight prefixes of its
+    components: what `genrun sample` rebuilds it from) beside the run's config and data description, all
+    plain containers. The config is a record; nothing is ever built from it."""
 
     def __init__(self, info: dict):
         self.info = info
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
-        checkpoint["genrun"] = self.info
+        from genrun.pipeline import pipeline_spec
+
+        checkpoint["genrun"] = {**self.info, "pipeline": pipeline_spec(pl_module.pipeline(), pl_module)}
 
 
 class ResumeRecord(Callback):

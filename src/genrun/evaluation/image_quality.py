@@ -21,7 +21,7 @@ import torch
 from genrun.budget import Budget, human_duration, human_rate
 from genrun.errors import GenrunError
 from genrun.evaluation.coverage import class_counts, coverage_of_counts
-from genrun.evaluation.domain_classifier import RECIPE, accuracy, domain_classifier, has_classes
+from genrun.evaluation.domain_classifier import accuracy, domain_classifier, has_classes
 from genrun.evaluation.features import FrozenFeatures
 from genrun.evaluation.frechet import GaussianStats, frechet_distance, frechet_from_stats, gaussian_stats
 from genrun.evaluation.inception import SCORE_BYTES_PER_SAMPLE, inception_scorer
@@ -118,6 +118,15 @@ def _measured_batches(generate, n: int, generator: torch.Generator, labels: torc
         yield fake, batch_labels
 
 
+def _recipe_feature_dim() -> int:
+    """The feature size of the domain classifier recipe (configs/model/classifier.yaml)."""
+    from omegaconf import OmegaConf
+
+    from genrun.configs import config_dir
+
+    return int(OmegaConf.load(config_dir() / "model" / "classifier.yaml").feature_dim)
+
+
 def memory_needed(n: int, n_real: int, train_x: torch.Tensor, classes: bool, inception: bool) -> int:
     """Bytes an evaluation of n samples holds beyond the data it reads.
 
@@ -126,10 +135,11 @@ def memory_needed(n: int, n_real: int, train_x: torch.Tensor, classes: bool, inc
     double precision and one batch's distances to them (the nearest-image search), and the features of the
     real and reference images.
     """
-    per_sample = 8 + (4 * RECIPE["feature_dim"] if classes else 0) + (SCORE_BYTES_PER_SAMPLE if inception else 0)
+    features = _recipe_feature_dim()
+    per_sample = 8 + (4 * features if classes else 0) + (SCORE_BYTES_PER_SAMPLE if inception else 0)
     fixed = 8 * train_x[0].numel() * len(train_x) + 2 * 8 * BATCH * len(train_x)
     if classes:
-        fixed += 8 * RECIPE["feature_dim"] * (n_real + min(n, len(train_x)))
+        fixed += 8 * features * (n_real + min(n, len(train_x)))
     return n * per_sample + fixed
 
 
@@ -140,7 +150,7 @@ def _check_time(budget: Budget, left: int, rate: float | None, n_real: int, n_fa
     if rate is not None:
         seconds += left / rate
         parts.append(f"the measured {human_rate(rate)} images/s (drawing, nearest training images)")
-    knn = knn_seconds(n_real, n_fake, RECIPE["feature_dim"]) if classes else 0.0
+    knn = knn_seconds(n_real, n_fake, _recipe_feature_dim()) if classes else 0.0
     if knn:
         seconds += knn
         parts.append(f"~{human_duration(knn)} of precision/recall's nearest-neighbour search")

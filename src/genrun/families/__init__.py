@@ -1,29 +1,8 @@
-"""Inference for each model family without Lightning: rebuild the net from a checkpoint, sample, evaluate.
+"""Pipelines, one module per model family, importable without Lightning (so `genrun sample` starts fast).
 
-A family module provides:
-  build_net(run_config: dict, state_dict: dict) -> nn.Module     (in eval mode)
-  sample(net, request: SampleRequest, context: SampleContext) -> dict[str, Path]   (files written)
-  evaluate(net, context: EvalContext) -> dict[str, float]
-The LightningModule of the family names it with its `family` class attribute; the name is stored in
-every checkpoint.
+A family module holds the pipeline class (genrun.pipeline.Pipeline: its components, its typed knobs, its
+sampling modes and its evaluation) and the generation code it runs; the family's LightningModule in
+genrun.models builds the same pipeline from its live components. A checkpoint names its pipeline class,
+so nothing here is registered by hand. A family whose networks no other family uses may define them here
+too (shared networks live in genrun.nets).
 """
-
-from __future__ import annotations
-
-import importlib
-
-from genrun.errors import GenrunError
-
-FAMILIES = {
-    "autoencoder": "genrun.families.autoencoder",
-    "classifier": "genrun.families.classifier",
-    "text": "genrun.families.text",
-    "gan": "genrun.families.gan",
-}
-
-
-def family_module(name: str):
-    if name not in FAMILIES:
-        raise GenrunError(f"checkpoint names model family {name!r}, which this genrun does not know "
-                          f"(known: {', '.join(FAMILIES)})")
-    return importlib.import_module(FAMILIES[name])

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from genrun.errors import GenrunError
-from genrun.families.base import (
-    EvalContext,
-    SampleContext,
-    SampleRequest,
-    check_mode,
-    instantiate_net,
-    load_weights,
-)
+from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode
 from genrun.images import interleave_rows
 from genrun.metrics.likelihood import bits_per_dim, elbo_terms, iwae_nll
 from genrun.nets.autoencoder import Autoencoder
+from genrun.pipeline import Pipeline, knob
 from genrun.progress import track
+from genrun.sampling.latents import INTERPOLATIONS, interpolate_at
 from genrun.streaming import (
     BATCH,
     PREVIEW_LIMIT,
@@ -35,35 +31,6 @@ from genrun.streaming import (
 MODES = ("prior", "interpolate", "reconstruct")
 
 
-def build_net(run_config: dict, state_dict: dict) -> Autoencoder:
-    return load_weights(instantiate_net(run_config["model"]["module"]["net"]), state_dict, "net.")
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation (Shoemake 1985; White 2016 for latent spaces), row by row."""
-    a_n, b_n = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
-    omega = torch.acos((a_n * b_n).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
-    so = torch.sin(omega)
-    return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
-
-
-def interpolate_at(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, kind: str) -> torch.Tensor:
-    """rows × len(t) × D points at fractions `t` of the way from each row of `a` to the same row of `b`."""
-    t = t.to(a.device, a.dtype).view(1, -1, 1)
-    steps = t.shape[1]
-    a, b = a.unsqueeze(1), b.unsqueeze(1)
-    if kind == "linear":
-        return a + t * (b - a)
-    if kind == "slerp":
-        return slerp(a.expand(-1, steps, -1), b.expand(-1, steps, -1), t.expand(a.shape[0], steps, 1))
-    raise ValueError(kind)
-
-
-def interpolate(a: torch.Tensor, b: torch.Tensor, steps: int, kind: str) -> torch.Tensor:
-    """rows × steps × D points from each row of `a` to the same row of `b`, ends included."""
-    return interpolate_at(a, b, torch.linspace(0, 1, steps), kind)
-
-
 def fractions(first: int, stop: int, steps: int) -> torch.Tensor:
     """Steps first..stop-1 of a path of `steps` points as fractions of the way, computed for that piece only:
     a path of any length is drawn in pieces without ever holding all of its points."""
@@ -71,8 +38,8 @@ def fractions(first: int, stop: int, steps: int) -> torch.Tensor:
 
 
 def check_interpolation(request: SampleRequest) -> None:
-    if request.interpolation not in ("linear", "slerp"):
-        raise GenrunError(f"interpolation={request.interpolation}: choose linear or slerp")
+    if request.interpolation not in INTERPOLATIONS:
+        raise GenrunError(f"interpolation={request.interpolation}: choose {' or '.join(INTERPOLATIONS)}")
 
 
 def interpolation_layout(request: SampleRequest) -> tuple[int, int, str]:
@@ -231,3 +198,48 @@ def evaluate(net: Autoencoder, context: EvalContext) -> dict[str, float]:
     x = context.load_split("test")[0].to(context.device)
     return likelihood_metrics(net, x, k=int(context.settings.get("iwae_k", 100)),
                               batch_size=int(context.settings.get("batch_size", 250))) | metrics
+
+
+@dataclass(frozen=True)
+class AutoencoderKnobs:
+    steps: int = knob(10, "interpolate: points per row, both ends included")
+    interpolation: str = knob("slerp", "interpolate: linear or slerp")
+    between: str = knob("latents", "interpolate: between prior latents or between the codes of two test images")
+    nrow: int | None = knob(None, "images per row of the picture (default: square-ish; reconstruct: 8)")
+    iwae_k: int = knob(100, "evaluate: importance samples of the IWAE likelihood bound (0: ELBO only)")
+
+    def check(self) -> None:
+        if self.steps < 2:
+            raise GenrunError(f"steps={self.steps}: an interpolation needs at least 2 steps (its two ends)")
+        if self.interpolation not in INTERPOLATIONS:
+            raise GenrunError(f"interpolation={self.interpolation}: choose {' or '.join(INTERPOLATIONS)}")
+        if self.between not in ("latents", "images"):
+            raise GenrunError(f"between={self.between}: choose latents or images")
+        if self.nrow is not None and self.nrow < 1:
+            raise GenrunError(f"nrow={self.nrow}: must be at least 1 (or null for the default layout)")
+        if self.iwae_k < 0:
+            raise GenrunError(f"iwae_k={self.iwae_k}: must be 0 (no IWAE bound) or more")
+
+
+class AutoencoderPipeline(Pipeline):
+    """An autoencoder's decoder (and encoder): prior samples, reconstructions, interpolations, likelihood."""
+
+    components = ("net",)
+    modes = MODES
+    Knobs = AutoencoderKnobs
+
+    def sample(self, request: SampleRequest, context: SampleContext) -> dict[str, Path]:
+        return sample(self.net, request, context)
+
+    def evaluate(self, context: EvalContext) -> dict[str, float]:
+        return evaluate(self.net, context)
+
+    @torch.no_grad()
+    def prior_images(self, n: int, temperature: float, generator: torch.Generator) -> torch.Tensor:
+        z = self.net.sample_latents(n, temperature, generator)
+        return self.net.mean_image(self.net.decode(z.to(self.net.prior_mean.device)))
+
+    @torch.no_grad()
+    def reconstruction_pairs(self, x: torch.Tensor, nrow: int = 8) -> torch.Tensor:
+        """Rows of `x` each directly above the same images' reconstructions."""
+        return interleave_rows(x, self.net.mean_image(self.net.decode(self.net.encode(x)[0])), nrow)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from genrun.budget import check_max_minutes
 from genrun.errors import GenrunError
@@ -15,31 +14,37 @@ from genrun.errors import GenrunError
 
 @dataclass(frozen=True)
 class SampleRequest:
+    """What every `genrun sample` asks, whatever the model; the pipeline's own knobs ride along in `knobs`
+    and read as attributes of the request (`request.steps`), so family code reads one object."""
+
     mode: str = "prior"
     num_samples: int = 64
     temperature: float = 1.0
     seed: int = 0
-    steps: int = 10
-    interpolation: str = "slerp"
-    between: str = "latents"
-    truncation: float | None = None
-    label: int | None = None
-    prompt: str | None = None
-    max_new_tokens: int = 500
-    top_k: int | None = None
-    top_p: float | None = None
-    temperatures: tuple[float, ...] = (0.2, 0.5, 1.0, 1.2)
-    nrow: int | None = None
-    # GAN latent arithmetic: indices (into mode=prior's samples) of groups a, b, c for mean(a) - mean(b) + mean(c).
-    arithmetic: tuple[tuple[int, ...], ...] = ((0, 1, 2), (3, 4, 5), (6, 7, 8))
     # Refuse up front a draw estimated to take longer than this (None: no limit).
     max_minutes: float | None = None
+    knobs: object = None
 
     def __post_init__(self):
         object.__setattr__(self, "max_minutes", check_max_minutes(self.max_minutes))
 
+    def __getattr__(self, name: str):
+        knobs = self.__dict__.get("knobs")
+        if knobs is not None and not name.startswith("_") and hasattr(knobs, name):
+            return getattr(knobs, name)
+        raise AttributeError(f"SampleRequest has no {name!r} (and its knobs have none)")
+
     def generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(int(self.seed))
+
+    @classmethod
+    def of(cls, knobs_class: type, **values) -> SampleRequest:
+        """A request whose knob values come among the settings (for code that builds one directly)."""
+        generic = {f.name for f in fields(cls)} - {"knobs"}
+        knobs = knobs_class(**{k: v for k, v in values.items() if k not in generic})
+        if hasattr(knobs, "check"):
+            knobs.check()
+        return cls(**{k: v for k, v in values.items() if k in generic}, knobs=knobs)
 
 
 @dataclass
@@ -64,25 +69,6 @@ class EvalContext:
     data_info: dict
     load_split: Callable[[str], tuple[torch.Tensor, torch.Tensor]]
     settings: dict = field(default_factory=dict)
-
-
-def instantiate_net(net_config: dict, source: str = "checkpoint") -> nn.Module:
-    """The net a stored config describes; only genrun's own classes may be named (genrun.trust)."""
-    from genrun.trust import build_stored
-
-    return build_stored(net_config, source, "net")
-
-
-def load_weights(net: nn.Module, state_dict: dict, prefix: str) -> nn.Module:
-    """Load the entries of a LightningModule's state_dict that start with `prefix` into `net`."""
-    weights = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-    if not weights:
-        raise GenrunError(f"checkpoint holds no weights under '{prefix}'")
-    missing, unexpected = net.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise GenrunError(f"checkpoint does not match the network: missing {missing[:3]}, "
-                          f"unexpected {unexpected[:3]}")
-    return net.eval()
 
 
 def check_mode(request: SampleRequest, modes: tuple[str, ...], family: str) -> None:

@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from genrun.errors import GenrunError
-from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode, instantiate_net, load_weights
+from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode
 from genrun.nets.classifier import ConvClassifier
+from genrun.pipeline import Pipeline, knob
 from genrun.streaming import PREVIEW_LIMIT, shown_note
 
 MODES = ("prior", "predict")
 LABEL_STRIP, MIN_TILE = 14, 56
-
-
-def build_net(run_config: dict, state_dict: dict) -> ConvClassifier:
-    return load_weights(instantiate_net(run_config["model"]["module"]["net"]), state_dict, "net.")
 
 
 @torch.no_grad()
@@ -102,3 +100,26 @@ def evaluate(net: ConvClassifier, context: EvalContext) -> dict[str, float]:
         loss += F.cross_entropy(logits, target, reduction="sum").item()
         correct += (logits.argmax(1) == target).sum().item()
     return {"test/acc": correct / len(x), "test/loss": loss / len(x), "test/n_images": float(len(x))}
+
+
+@dataclass(frozen=True)
+class ClassifierKnobs:
+    nrow: int | None = knob(None, "images per row of the predictions picture (default: square-ish)")
+
+    def check(self) -> None:
+        if self.nrow is not None and self.nrow < 1:
+            raise GenrunError(f"nrow={self.nrow}: must be at least 1 (or null for the default layout)")
+
+
+class ClassifierPipeline(Pipeline):
+    """An image classifier: predictions on test images (sample), accuracy and loss (evaluate)."""
+
+    components = ("net",)
+    modes = MODES
+    Knobs = ClassifierKnobs
+
+    def sample(self, request: SampleRequest, context: SampleContext) -> dict[str, Path]:
+        return sample(self.net, request, context)
+
+    def evaluate(self, context: EvalContext) -> dict[str, float]:
+        return evaluate(self.net, context)

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
@@ -15,16 +16,11 @@ import torch
 
 from genrun.budget import Budget
 from genrun.errors import GenrunError
-from genrun.families.base import (
-    EvalContext,
-    SampleContext,
-    SampleRequest,
-    check_mode,
-    instantiate_net,
-    load_weights,
-)
+from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode
 from genrun.nets.gan import Generator
+from genrun.pipeline import Pipeline, knob
 from genrun.progress import track
+from genrun.sampling.latents import INTERPOLATIONS, draw_latents
 from genrun.streaming import (
     BATCH,
     PREVIEW_LIMIT,
@@ -43,36 +39,8 @@ log = logging.getLogger(__name__)
 MODES = ("prior", "interpolate", "arithmetic")
 # Radford et al. 2015, §6.3: eight more results from the arithmetic's latent plus U(-0.25, 0.25) noise.
 ARITHMETIC_VARIANTS, ARITHMETIC_NOISE = 8, 0.25
-TRUNCATION_ROUNDS = 100
 # Points shown in a 2-D model's scatter plot (all of them are in samples.npy).
 SCATTER_LIMIT = 10_000
-
-
-def build_net(run_config: dict, state_dict: dict) -> Generator:
-    """The generator, with the EMA weights when the run kept them."""
-    prefix = "ema_generator." if any(k.startswith("ema_generator.") for k in state_dict) else "generator."
-    return load_weights(instantiate_net(run_config["model"]["module"]["generator"]), state_dict, prefix)
-
-
-def draw_latents(n: int, dim: int, temperature: float = 1.0, truncation: float | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """N(0, I) latents; entries beyond ±truncation re-drawn (Brock et al. 2019); then scaled by temperature.
-
-    Drawn on the CPU from `generator`, so a seed gives the same latents on every device.
-    """
-    z = torch.randn(n, dim, generator=generator)
-    if truncation is not None:
-        if truncation <= 0:
-            raise GenrunError(f"truncation={truncation}: must be positive (or null for none)")
-        for _ in range(TRUNCATION_ROUNDS):
-            outside = z.abs() > truncation
-            if not outside.any():
-                break
-            z[outside] = torch.randn(int(outside.sum()), generator=generator)
-        # For a tiny ψ a few entries may still lie outside: the truncated normal is then nearly uniform.
-        outside = z.abs() > truncation
-        z[outside] = (torch.rand(int(outside.sum()), generator=generator) * 2 - 1) * truncation
-    return z * temperature
 
 
 def _labels(net: Generator, label: int | None, n: int) -> torch.Tensor | None:
@@ -226,7 +194,7 @@ def _arithmetic(net, request, generator, device):
     noisy variants of it."""
     if net.num_classes and request.label is None:
         raise GenrunError("mode=arithmetic on a class-conditional model needs label=k (one class for all latents)")
-    groups = {name: list(request.arithmetic[i]) for i, name in enumerate("abc")}
+    groups = {name: list(request.arithmetic[name]) for name in "abc"}
     for name, indices in groups.items():
         if not indices or any(not 0 <= i < request.num_samples for i in indices):
             raise GenrunError(f"arithmetic.{name}={indices}: indices must be in 0..{request.num_samples - 1} "
@@ -332,3 +300,95 @@ def _toy_bytes_per_point(kind: str) -> int:
     centres = mode_centres(kind)
     references = len(centres) if centres is not None else len(reference_curve(kind))
     return 4 * references + 64
+
+
+ARITHMETIC_DEFAULT = {"a": (0, 1, 2), "b": (3, 4, 5), "c": (6, 7, 8)}
+
+
+@dataclass(frozen=True)
+class GANKnobs:
+    truncation: float | None = knob(None, "re-draw latent entries beyond +-truncation (Brock et al. 2019)")
+    label: int | None = knob(None, "class of every sample of a class-conditional model (default: a row per class)")
+    steps: int = knob(10, "interpolate: points per row, both ends included")
+    interpolation: str = knob("slerp", "interpolate: linear or slerp")
+    between: str = knob("latents", "interpolate: a GAN has no encoder, so only latents")
+    nrow: int | None = knob(None, "images per row of the picture (default: square-ish)")
+    arithmetic: dict = field(default_factory=lambda: dict(ARITHMETIC_DEFAULT), metadata={
+        "help": "arithmetic: indices a, b, c into mode=prior's samples; shows mean(a) - mean(b) + mean(c)"})
+
+    def check(self) -> None:
+        if self.truncation is not None and self.truncation <= 0:
+            raise GenrunError(f"truncation={self.truncation}: must be positive (or null for none)")
+        if self.steps < 2:
+            raise GenrunError(f"steps={self.steps}: an interpolation needs at least 2 steps (its two ends)")
+        if self.interpolation not in INTERPOLATIONS:
+            raise GenrunError(f"interpolation={self.interpolation}: choose {' or '.join(INTERPOLATIONS)}")
+        if self.nrow is not None and self.nrow < 1:
+            raise GenrunError(f"nrow={self.nrow}: must be at least 1 (or null for the default layout)")
+        groups = {**ARITHMETIC_DEFAULT, **(self.arithmetic or {})}
+        unknown = sorted(set(groups) - set(ARITHMETIC_DEFAULT))
+        if unknown:
+            raise GenrunError(f"arithmetic.{unknown[0]}: the groups are a, b and c")
+        for name, indices in groups.items():
+            try:
+                groups[name] = tuple(int(i) for i in indices)
+            except (TypeError, ValueError):
+                raise GenrunError(f"arithmetic.{name}={indices}: expected a list of sample indices like [0,1,2]"
+                                  ) from None
+            if not groups[name]:
+                raise GenrunError(f"arithmetic.{name}: needs at least one sample index")
+        object.__setattr__(self, "arithmetic", groups)
+
+
+class GANPipeline(Pipeline):
+    """A generator: prior samples (temperature, truncation, class rows), interpolation, latent arithmetic."""
+
+    components = ("generator",)
+    modes = MODES
+    Knobs = GANKnobs
+
+    def sample(self, request: SampleRequest, context: SampleContext) -> dict[str, Path]:
+        return sample(self.generator, request, context)
+
+    def evaluate(self, context: EvalContext) -> dict[str, float]:
+        return evaluate(self.generator, context)
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Items in the dataset's range for latents `z` (on the generator's device), in eval mode."""
+        net = self.generator
+        was_training = net.training
+        net.eval()
+        try:
+            device = next(net.parameters()).device
+            y = None if labels is None or not net.num_classes else labels.to(device)
+            return net.to_data(net(z.to(device), y))
+        finally:
+            net.train(was_training)
+
+    def fixed_latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The same n latents (and labels cycling through the classes) every time: progress is comparable."""
+        z = torch.randn(n, self.generator.latent_dim, generator=torch.Generator().manual_seed(0))
+        labels = torch.arange(n) % self.generator.num_classes if self.generator.num_classes else None
+        return z, labels
+
+    def progress_images(self, n: int) -> tuple[torch.Tensor, int | None]:
+        """The fixed latents' images and their row length (one column per class for a conditional model)."""
+        z, labels = self.fixed_latents(n)
+        classes = self.generator.num_classes
+        return self.generate(z, labels).float().cpu(), classes if classes and classes <= 16 else None
+
+    def progress_figure(self, n: int):
+        """A 2-D model's fixed latents as a scatter plot (a matplotlib figure)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+
+        points = self.generate(*self.fixed_latents(n)).float().cpu()
+        fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
+        ax.scatter(points[:, 0], points[:, 1], s=3)
+        ax.set_aspect("equal")
+        lim = max(1.0, math.ceil(float(points.abs().max())))
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), title=f"{n} samples from fixed latents")
+        return fig

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import torch
 from genrun.budget import Budget, timed
 from genrun.data.tokenizers import tokenizer_from_info
 from genrun.errors import GenrunError
-from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode, instantiate_net, load_weights
+from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode
+from genrun.pipeline import Pipeline, knob
 from genrun.progress import track
 from genrun.sampling.filters import check_settings
 from genrun.sampling.generate import generate_stream
@@ -35,12 +37,6 @@ HELD_TOKENS = 1 << 20
 DECODE_CHUNK = 1024
 # Decoding steps timed to estimate a long draw's time.
 PROBE_STEPS = 8
-
-
-def build_net(run_config: dict, state_dict: dict) -> torch.nn.Module:
-    net = load_weights(instantiate_net(run_config["model"]["module"]["net"]), state_dict, "net.")
-    net.carry_state = bool(run_config["model"]["module"].get("carry_state", False))
-    return net
 
 
 def _write(piece: str) -> None:
@@ -252,3 +248,50 @@ def evaluate(net, context: EvalContext) -> dict[str, float]:
     unit = "byte" if context.data_info.get("tokenizer") == "byte" else "char"
     return {f"test/nats_per_{unit}": nats, f"test/bits_per_{unit}": nats / math.log(2),
             "test/perplexity": math.exp(min(nats, 80.0)), "test/tokens": float(count)}
+
+
+@dataclass(frozen=True)
+class TextKnobs:
+    prompt: str | None = knob(None, "the text to continue (default: a newline)")
+    max_new_tokens: int = knob(500, "tokens generated after the prompt")
+    top_k: int | None = knob(None, "sample only from the k most likely tokens")
+    top_p: float | None = knob(None, "sample only from the smallest set of tokens whose probability reaches p")
+    temperatures: tuple[float, ...] = field(default=(0.2, 0.5, 1.0, 1.2), metadata={
+        "help": "mode=temperatures: one continuation at each of these softmax temperatures"})
+
+    def check(self) -> None:
+        if self.max_new_tokens < 1:
+            raise GenrunError(f"max_new_tokens={self.max_new_tokens}: must be at least 1")
+
+
+class TextPipeline(Pipeline):
+    """A next-token net with its tokenizer: continuations of a prompt (KV-cached or carried state)."""
+
+    components = ("net",)
+    modes = MODES
+    Knobs = TextKnobs
+
+    def __init__(self, components, settings=None, data_info: dict | None = None):
+        super().__init__(components, settings)
+        self.net.carry_state = bool(self.settings.get("carry_state", False))
+        self.data_info = data_info
+
+    def sample(self, request: SampleRequest, context: SampleContext) -> dict[str, Path]:
+        return sample(self.net, request, context)
+
+    def evaluate(self, context: EvalContext) -> dict[str, float]:
+        return evaluate(self.net, context)
+
+    @torch.no_grad()
+    def continue_at_temperatures(self, prompt_text: str, temperatures: tuple[float, ...], length: int,
+                                 generator: torch.Generator) -> list[str]:
+        """The prompt continued once at each temperature, side by side (the training-time TEXT samples)."""
+        from genrun.sampling import generate
+
+        tokenizer = tokenizer_from_info(self.data_info or {})
+        if tokenizer.unknown(prompt_text):
+            prompt_text = tokenizer.default_prompt()
+        device = next(self.net.parameters()).device
+        prompt = tokenizer.encode(prompt_text).to(device)[None].expand(len(temperatures), -1)
+        out = generate(self.net, prompt, length, torch.tensor(temperatures, device=device), generator=generator)
+        return [prompt_text + tokenizer.decode(row.tolist()) for row in out]

@@ -11,26 +11,26 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from genrun.models.lean_module import LeanLightningModule
-from genrun.models.optim import build_optimizer
-from genrun.models.train_scalars import TrainScalars
+from genrun.models.base import GenrunModule
 from genrun.nets.classifier import ConvClassifier, random_affine
 
 
-class ClassifierModule(LeanLightningModule):
+class ClassifierModule(GenrunModule):
     """Cross-entropy on (optionally) randomly rotated, shifted and scaled images; one-cycle learning rate."""
 
-    family = "classifier"
+    ema_of = "net"
 
-    def __init__(self, net: ConvClassifier, optimizer: Callable, augment: bool = True, one_cycle: bool = True):
-        super().__init__()
+    def __init__(self, net: ConvClassifier, optimizer: Callable, augment: bool = True, one_cycle: bool = True,
+                 ema: bool = False, ema_decay: float = 0.999):
+        super().__init__(optimizer, ema=ema, ema_decay=ema_decay)
         self.net = net
-        self.optimizer_factory = optimizer
         self.augment, self.one_cycle = bool(augment), bool(one_cycle)
-        self.train_scalars = TrainScalars(prog_bar=["train/loss"])
+        self.setup_ema()
 
-    def inference_net(self) -> ConvClassifier:
-        return self.net
+    def pipeline(self):
+        from genrun.families.classifier import ClassifierPipeline
+
+        return ClassifierPipeline({"net": self.averaged("net")})
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch
@@ -46,20 +46,14 @@ class ClassifierModule(LeanLightningModule):
             self.log(f"{stage}/acc", acc, on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
         return loss
 
-    def on_train_epoch_end(self) -> None:
-        self.train_scalars.log_epoch(self)
-
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
 
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
-
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.optimizer_factory, self.parameters(), self._trainer)
+        optimizer = super().configure_optimizers()
         if not self.one_cycle:
             return optimizer
         lr = optimizer.param_groups[0]["lr"]

@@ -10,8 +10,6 @@ Losses (logits D(·)):
 
 from __future__ import annotations
 
-import copy
-import math
 from collections.abc import Callable
 
 import torch
@@ -20,9 +18,8 @@ from torch.nn import functional as F
 
 from genrun.errors import GenrunError
 from genrun.metrics.swd import sliced_wasserstein
-from genrun.models.lean_module import LeanLightningModule
+from genrun.models.base import GenrunModule
 from genrun.models.optim import build_optimizer, trainer_grad_scaler
-from genrun.models.train_scalars import TrainScalars
 from genrun.nets.gan import Generator
 
 LOSSES = ("ns", "hinge", "wgan-gp")
@@ -50,23 +47,21 @@ def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.T
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
 
-class GANModule(LeanLightningModule):
+class GANModule(GenrunModule):
     """Trains `generator` against `discriminator`; batches are (items in the dataset's range, labels)."""
 
-    family = "gan"
+    ema_of = "generator"
 
     def __init__(self, generator: Generator, discriminator: nn.Module, g_optimizer: Callable,
                  d_optimizer: Callable, loss: str = "ns", n_critic: int = 1, gp_weight: float = 10.0,
                  ema: bool = True, ema_decay: float = 0.999, clip_grad_norm: float | None = None,
                  num_log_images: int = 64):
-        super().__init__()
+        super().__init__(ema=ema, ema_decay=ema_decay, prog_bar=["train/d_loss", "train/g_loss"])
         self.automatic_optimization = False
         if loss not in LOSSES:
             raise GenrunError(f"model.loss={loss!r}: choose one of {', '.join(LOSSES)}")
         if int(n_critic) < 1:
             raise GenrunError(f"model.n_critic={n_critic}: must be at least 1")
-        if not 0.0 <= float(ema_decay) < 1.0:
-            raise GenrunError(f"model.ema_decay={ema_decay}: must be in [0, 1)")
         if clip_grad_norm is not None and float(clip_grad_norm) <= 0:
             raise GenrunError(f"model.clip_grad_norm={clip_grad_norm}: must be positive (or null for none)")
         if loss == "wgan-gp" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules()):
@@ -80,29 +75,23 @@ class GANModule(LeanLightningModule):
         self.generator, self.discriminator = generator, discriminator
         self.g_optimizer_factory, self.d_optimizer_factory = g_optimizer, d_optimizer
         self.loss_kind, self.n_critic, self.gp_weight = loss, int(n_critic), float(gp_weight)
-        self.ema_decay = float(ema_decay)
         self._stepping: tuple[str, int] = ("discriminator", 0)
         self._last_norm: torch.Tensor | None = None
         self.clip = None if clip_grad_norm is None else float(clip_grad_norm)
-        self.ema_generator = copy.deepcopy(generator).requires_grad_(False) if ema else None
         # Step counters live in buffers so that a resumed run continues the same schedule.
         self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("g_steps", torch.zeros((), dtype=torch.long))
-        # Fixed noise: each epoch's TensorBoard grid shows the same latents, so progress is comparable.
-        g = torch.Generator().manual_seed(0)
-        n = int(num_log_images)
-        self.register_buffer("fixed_noise", torch.randn(n, generator.latent_dim, generator=g), persistent=False)
-        labels = torch.arange(n) % generator.num_classes if generator.num_classes else torch.zeros(n)
-        self.register_buffer("fixed_labels", labels.long(), persistent=False)
-        self.train_scalars = TrainScalars(prog_bar=["train/d_loss", "train/g_loss"])
+        self.num_log_images = int(num_log_images)
+        self.setup_ema()
 
     @property
     def conditional(self) -> bool:
         return self.generator.num_classes > 0
 
-    def inference_net(self) -> Generator:
-        """The network that sampling and evaluation use: the EMA generator when EMA is on."""
-        return self.ema_generator if self.ema_generator is not None else self.generator
+    def pipeline(self):
+        from genrun.families.gan import GANPipeline
+
+        return GANPipeline({"generator": self.averaged("generator")})
 
     def _noise(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.generator.latent_dim, device=self.device)
@@ -165,34 +154,16 @@ class GANModule(LeanLightningModule):
             g_loss = generator_loss(self.loss_kind, self.discriminator(fake, labels))
             g_norm = self._optimise(g_opt, g_loss, "generator", batch_idx)
             self.g_steps += 1
-            self._update_ema()
+            self.update_ema()
             logs["train/g_loss"] = g_loss.detach()
             if g_norm is not None:
                 logs["train/g_grad_norm"] = g_norm
         self.train_scalars.update(self, logs, len(x))
 
     @torch.no_grad()
-    def _update_ema(self) -> None:
-        if self.ema_generator is None:
-            return
-        # Warm-up (as in many EMA implementations): early averages forget the random initial weights fast.
-        steps = float(self.g_steps)
-        decay = min(self.ema_decay, (1 + steps) / (10 + steps))
-        for ema, live in zip(self.ema_generator.parameters(), self.generator.parameters(), strict=True):
-            ema.lerp_(live, 1 - decay)
-        for ema, live in zip(self.ema_generator.buffers(), self.generator.buffers(), strict=True):
-            ema.copy_(live)
-
-    @torch.no_grad()
     def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Items in the dataset's range from the inference net, in eval mode."""
-        net = self.inference_net()
-        was_training = net.training
-        net.eval()
-        try:
-            return net.to_data(net(z, labels if self.conditional else None))
-        finally:
-            net.train(was_training)
+        """Items in the dataset's range from the averaged generator, in eval mode."""
+        return self.pipeline().generate(z, labels if self.conditional else None)
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
@@ -206,18 +177,15 @@ class GANModule(LeanLightningModule):
 
     @torch.no_grad()
     def on_train_epoch_end(self) -> None:
-        self.train_scalars.log_epoch(self)
+        super().on_train_epoch_end()
         experiment = getattr(self.logger, "experiment", None)
-        if experiment is None or not hasattr(experiment, "add_image"):
+        if experiment is None:
             return
-        samples = self.generate(self.fixed_noise, self.fixed_labels).float().cpu()
-        if samples.dim() == 4:
-            from genrun.images import make_grid
-
-            nrow = self.generator.num_classes if self.conditional and self.generator.num_classes <= 16 else None
-            experiment.add_image("samples/fixed_noise", make_grid(samples, nrow=nrow), self.current_epoch)
-        elif samples.shape[1:] == (2,):
-            experiment.add_figure("samples/scatter", _scatter(samples), self.current_epoch)
+        pipeline = self.pipeline()
+        if self.generator.images:
+            self.log_images("samples/fixed_noise", *pipeline.progress_images(self.num_log_images))
+        elif hasattr(experiment, "add_figure"):
+            experiment.add_figure("samples/scatter", pipeline.progress_figure(self.num_log_images), self.global_step)
 
     def configure_optimizers(self):
         clipping = self.clip is not None  # by hand, in on_before_optimizer_step
@@ -226,18 +194,3 @@ class GANModule(LeanLightningModule):
         d_opt = build_optimizer(self.d_optimizer_factory, self.discriminator.parameters(), self._trainer, clipping,
                                 key="model.module.d_optimizer")
         return [g_opt, d_opt]
-
-
-def _scatter(points: torch.Tensor):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
-    ax.scatter(points[:, 0], points[:, 1], s=3)
-    ax.set_aspect("equal")
-    lim = max(1.0, math.ceil(float(points.abs().max())))
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
-    return fig

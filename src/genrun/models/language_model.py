@@ -18,9 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from genrun.errors import GenrunError
-from genrun.models.lean_module import LeanLightningModule
-from genrun.models.optim import build_optimizer
-from genrun.models.train_scalars import TrainScalars
+from genrun.models.base import GenrunModule
 
 LN2 = math.log(2.0)
 
@@ -39,18 +37,17 @@ def warmup_cosine(optimizer, warmup_steps: int = 100, decay_steps: int = 2000, m
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-class LanguageModelModule(LeanLightningModule):
+class LanguageModelModule(GenrunModule):
     """Trains a net mapping token ids (B×T) to next-token logits: a GPT, or a recurrent net with a state."""
 
-    family = "text"
+    ema_of = "net"
 
     def __init__(self, net: torch.nn.Module, optimizer: Callable, scheduler: Callable | None = None,
                  weight_decay: float = 0.0, grad_clip: float | None = 1.0, carry_state: bool = False,
                  sample_prompt: str = "\n", sample_temperatures: tuple[float, ...] = (0.2, 0.5, 1.0, 1.2),
-                 sample_length: int = 200):
-        super().__init__()
+                 sample_length: int = 200, ema: bool = False, ema_decay: float = 0.999):
+        super().__init__(optimizer, scheduler, scheduler_interval="step", ema=ema, ema_decay=ema_decay)
         self.net = net
-        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.weight_decay = float(weight_decay)
         self.grad_clip = None if grad_clip in (None, 0) else float(grad_clip)
         self.recurrent = bool(getattr(net, "recurrent", False))
@@ -59,13 +56,13 @@ class LanguageModelModule(LeanLightningModule):
         self.sample_temperatures = tuple(float(t) for t in sample_temperatures)
         self._state = {"train": None, "val": None}
         self._val_sum, self._val_tokens = 0.0, 0
-        self.train_scalars = TrainScalars(prog_bar=["train/loss"])
         self.unit = "char"  # "byte" with tokenizer=byte: metric names say what a token is
-        net.carry_state = self.carry_state  # read by families.text.evaluate
+        self.setup_ema()
 
-    def inference_net(self) -> torch.nn.Module:
-        """The network that sampling and evaluation use."""
-        return self.net
+    def pipeline(self, data_info: dict | None = None):
+        from genrun.families.text import TextPipeline
+
+        return TextPipeline({"net": self.averaged("net")}, {"carry_state": self.carry_state}, data_info)
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor, stage: str) -> torch.Tensor:
         if self.recurrent:
@@ -87,9 +84,6 @@ class LanguageModelModule(LeanLightningModule):
         self.log(f"{stage}/loss", loss, prog_bar=True, **kwargs)
         self.log(f"{stage}/nats_per_{self.unit}", loss, **kwargs)
         self.log(f"{stage}/bits_per_{self.unit}", loss / LN2, **kwargs)
-
-    def on_train_epoch_end(self) -> None:
-        self.train_scalars.log_epoch(self)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -135,18 +129,13 @@ class LanguageModelModule(LeanLightningModule):
     def _log_text_samples(self) -> None:
         """The same prompt at several temperatures, in TensorBoard's TEXT tab, at every validation."""
         experiment = getattr(self.logger, "experiment", None)
-        tokenizer = getattr(getattr(self.trainer, "datamodule", None), "tokenizer", None)
-        if experiment is None or not hasattr(experiment, "add_text") or tokenizer is None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if experiment is None or not hasattr(experiment, "add_text") or getattr(datamodule, "tokenizer", None) is None:
             return
-        from genrun.sampling import generate
-
-        prompt_text = self.sample_prompt if not tokenizer.unknown(self.sample_prompt) else tokenizer.default_prompt()
-        prompt = tokenizer.encode(prompt_text).to(self.device)[None].expand(len(self.sample_temperatures), -1)
-        temps = torch.tensor(self.sample_temperatures, device=self.device)
-        generator = torch.Generator(device=self.device).manual_seed(0)
-        out = generate(self.net, prompt, self.sample_length, temps, generator=generator)
-        for t, row in zip(self.sample_temperatures, out, strict=True):
-            text = prompt_text + tokenizer.decode(row.tolist())
+        pipeline = self.pipeline(datamodule.info())
+        texts = pipeline.continue_at_temperatures(self.sample_prompt, self.sample_temperatures, self.sample_length,
+                                                  torch.Generator(device=self.device).manual_seed(0))
+        for t, text in zip(self.sample_temperatures, texts, strict=True):
             # Markdown: indent by four spaces so newlines and spacing survive.
             experiment.add_text(f"samples/temperature_{t:g}", "    " + text.replace("\n", "\n    "),
                                 self.global_step)
@@ -161,17 +150,10 @@ class LanguageModelModule(LeanLightningModule):
 
     def on_before_optimizer_step(self, optimizer) -> None:
         if self.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.parameters(), self.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
 
-    def configure_optimizers(self):
+    def parameter_groups(self):
         # Weight decay on matrices only (not on biases, norms), as GPT-2 and nanoGPT do.
-        params = [p for p in self.parameters() if p.requires_grad]
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": self.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
-        optimizer = build_optimizer(self.optimizer_factory, groups, self._trainer)
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": self.weight_decay},
+                {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]

@@ -39,15 +39,22 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
 
 
-def interpolate(a: torch.Tensor, b: torch.Tensor, steps: int, kind: str) -> torch.Tensor:
-    """rows × steps × D points from each row of `a` to the same row of `b`, ends included."""
+def interpolate_at(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, kind: str) -> torch.Tensor:
+    """rows × len(t) × D points at fractions `t` of the way from each row of `a` to the same row of `b`
+    (a path of any length can be drawn in pieces, a slice of `t` at a time)."""
     if kind not in INTERPOLATIONS:
         raise GenrunError(f"interpolation={kind}: choose {' or '.join(INTERPOLATIONS)}")
-    t = torch.linspace(0, 1, steps, device=a.device).view(1, steps, 1)
+    t = t.to(a.device, a.dtype).view(1, -1, 1)
+    steps = t.shape[1]
     a, b = a.unsqueeze(1), b.unsqueeze(1)
     if kind == "linear":
         return a + t * (b - a)
     return slerp(a.expand(-1, steps, -1), b.expand(-1, steps, -1), t.expand(a.shape[0], steps, 1))
+
+
+def interpolate(a: torch.Tensor, b: torch.Tensor, steps: int, kind: str) -> torch.Tensor:
+    """rows × steps × D points from each row of `a` to the same row of `b`, ends included."""
+    return interpolate_at(a, b, torch.linspace(0, 1, steps), kind)
 
 
 def arithmetic(z: torch.Tensor, a: list[int], b: list[int], c: list[int]) -> torch.Tensor:

@@ -6,14 +6,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-SETTING_KEYS = ("iwae_k", "num_samples", "batch_size", "temperature", "seed", "image_metrics", "inception_weights")
+SETTING_KEYS = ("num_samples", "batch_size", "temperature", "seed", "image_metrics", "inception_weights")
 
 
-def settings_from_config(cfg: DictConfig, run_config: dict) -> dict:
-    """The plain values a family's evaluate reads (see genrun.families.base.EvalContext)."""
+def settings_from_config(cfg: DictConfig, run_config: dict, knobs=None) -> dict:
+    """The plain values a family's evaluate reads (see genrun.families.base.EvalContext): the task's settings
+    and the model's own knobs (iwae_k of an autoencoder, say)."""
+    from dataclasses import asdict
+
     from genrun.budget import check_max_minutes
 
-    settings = {k: cfg[k] for k in SETTING_KEYS if k in cfg}
+    settings = {**(asdict(knobs) if knobs is not None else {}), **{k: cfg[k] for k in SETTING_KEYS if k in cfg}}
     settings["max_minutes"] = check_max_minutes(cfg.get("max_minutes"))
     classifier = cfg.get("classifier") or {}
     settings |= {"classifier_ckpt": classifier.get("ckpt"), "classifier_epochs": classifier.get("epochs"),
@@ -38,18 +41,21 @@ def run(cfg: DictConfig):
     from hydra.core.hydra_config import HydraConfig
 
     from genrun.families.base import EvalContext
+    from genrun.pipeline import parse_knobs
     from genrun.runs import print_summary, write_metrics
     from genrun.tasks.loading import load_model, pick_device, split_loader
+    from genrun.tasks.sample import knob_values, model_name
 
     choices = HydraConfig.get().runtime.choices
     out_dir = Path(cfg.paths.run_dir)
     loaded = load_model(cfg, choices)
+    knobs = parse_knobs(type(loaded.pipeline).Knobs, knob_values(cfg, "evaluate"), model_name(loaded))
     torch.manual_seed(int(cfg.seed))
     context = EvalContext(out_dir=out_dir, device=pick_device(str(cfg.get("device", "auto"))),
                           data_info=loaded.data_info, load_split=split_loader(loaded.run_config),
-                          settings=settings_from_config(cfg, loaded.run_config))
+                          settings=settings_from_config(cfg, loaded.run_config, knobs))
     with torch.no_grad():
-        metrics = loaded.family.evaluate(loaded.net, context)
+        metrics = loaded.pipeline.evaluate(context)
     write_metrics(out_dir, {"task": "evaluate", "status": "completed", "checkpoint": str(loaded.path),
                             "metrics": metrics, "data": loaded.data_info})
     _log_to_tensorboard(out_dir, metrics)

@@ -9,7 +9,7 @@ import torch
 
 from genrun.checkpoint import load_checkpoint
 from genrun.errors import GenrunError
-from genrun.families import family_module
+from genrun.pipeline import Pipeline, load_pipeline
 from genrun.runs import locate_checkpoint
 from genrun.trust import check_stored_config
 
@@ -17,8 +17,7 @@ from genrun.trust import check_stored_config
 @dataclass
 class LoadedModel:
     path: Path
-    net: torch.nn.Module
-    family: object
+    pipeline: Pipeline
     run_config: dict
     data_info: dict
     choices: dict
@@ -37,17 +36,20 @@ def pick_device(name: str) -> torch.device:
 
 
 def load_model(cfg, choices) -> LoadedModel:
+    """The checkpoint `ckpt=` names (or the newest run of model/dataset), rebuilt as its pipeline."""
     path = locate_checkpoint(cfg.get("ckpt"), cfg.paths.output_root, choices.get("model"), choices.get("dataset"))
     payload = load_checkpoint(path)
     info = payload.get("genrun")
-    if not isinstance(info, dict) or "config" not in info or "family" not in info:
+    if not isinstance(info, dict) or "config" not in info:
         raise GenrunError(f"checkpoint {path}: not written by genrun train (no run config inside)")
     check_stored_config(info["config"], f"checkpoint {path}")
     stored_choices = info.get("choices") or {}
     _check_choices(cfg, choices, stored_choices, path)
-    family = family_module(info["family"])
-    net = family.build_net(info["config"], payload["state_dict"])
-    return LoadedModel(path, net, family, info["config"], info.get("data", {}), stored_choices)
+    data_info = info.get("data", {}) or {}
+    pipeline = load_pipeline(payload, path)
+    if hasattr(pipeline, "data_info"):
+        pipeline.data_info = data_info
+    return LoadedModel(path, pipeline, info["config"], data_info, stored_choices)
 
 
 def _check_choices(cfg, choices, stored: dict, path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -132,6 +133,26 @@ def _warn_if_endless(trainer_cfg: DictConfig) -> None:
             "it (Ctrl-C keeps the last checkpoint; continue with resume=RUN_DIR)")
 
 
+def model_pipeline(model, data_info: dict):
+    """The model's pipeline over its trained components (a text model's needs the data's tokenizer)."""
+    import inspect
+
+    if "data_info" in inspect.signature(model.pipeline).parameters:
+        return model.pipeline(data_info)
+    return model.pipeline()
+
+
+def _check_room_for_samples(cfg: DictConfig, data_info: dict, run_dir: Path) -> None:
+    """The end-of-run samples must fit on disk: say so before training, not after it."""
+    from genrun.budget import Budget
+    from genrun.streaming import npy_bytes
+
+    shape = data_info.get("shape")
+    if int(cfg.num_samples) > 0 and shape and not data_info.get("tokenizer"):
+        Budget(f"num_samples={cfg.num_samples}", None).check_disk(npy_bytes(int(cfg.num_samples), tuple(shape)),
+                                                               run_dir)
+
+
 def interrupted(trainer, run_dir: Path):
     """The line Ctrl-C during training ends with: where the last checkpoint is and how to go on."""
     from genrun.runs import CHECKPOINT_NAME
@@ -154,7 +175,6 @@ def run(cfg: DictConfig):
 
     from genrun.callbacks.run_state import ResumeRecord, RNGState, RunInfo
     from genrun.checkpoint import checkpoint_io, remove_stale_temporaries
-    from genrun.families import family_module
     from genrun.families.base import EvalContext, SampleContext, SampleRequest
     from genrun.runs import CHECKPOINT_NAME, print_summary, quiet_library_logs, write_metrics, write_run_file
 
@@ -190,8 +210,10 @@ def run(cfg: DictConfig):
     if not model.automatic_optimization and isinstance(accumulate, int) and accumulate > 1:
         raise GenrunError(f"trainer.accumulate_grad_batches={accumulate} does not apply to models that step "
                           f"their own optimisers (model={choices.get('model')}); raise dataset.batch_size instead")
+    if not is_worker:
+        _check_room_for_samples(cfg, data_info, run_dir)
     config = OmegaConf.to_container(cfg, resolve=True)
-    info = {"config": config, "family": model.family, "data": data_info,
+    info = {"config": config, "data": data_info,
             "choices": {"model": choices.get("model"), "dataset": choices.get("dataset")}}
     has_validation = datamodule.has_validation()
     callbacks = [*_callbacks(cfg, has_validation), RunInfo(info), RNGState(int(cfg.seed))]
@@ -221,8 +243,7 @@ def run(cfg: DictConfig):
         return None
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    family = family_module(model.family)
-    net = model.inference_net().eval()
+    pipeline = model_pipeline(model, data_info).eval()
     device = trainer.strategy.root_device
     splits = datamodule.splits
 
@@ -235,17 +256,19 @@ def run(cfg: DictConfig):
         test_splits = {**splits, "test": (x[:limit], y[:limit]) if limit else (x, y)}
         context = EvalContext(out_dir=run_dir, device=device, data_info=data_info,
                               load_split=test_splits.__getitem__,
-                              settings={"iwae_k": getattr(model, "iwae_k", 100), "batch_size": 250,
+                              settings={**asdict(type(pipeline).Knobs()), "iwae_k": getattr(model, "iwae_k", 100),
+                                        "batch_size": 250,
                                         "classifier_dir": str(Path(cfg.paths.output_root) / ".cache" / "classifiers"),
                                         "dataset_config": config["dataset"]})
         with torch.no_grad():
-            metrics.update(family.evaluate(net, context))
+            metrics.update(pipeline.evaluate(context))
     files = {}
     if int(cfg.num_samples) > 0:
         request = SampleRequest(num_samples=int(cfg.num_samples), temperature=float(cfg.temperature),
-                                seed=int(cfg.seed), max_minutes=cfg.get("max_minutes"))
-        files = family.sample(net, request, SampleContext(out_dir=run_dir / "samples", device=device,
-                                                          data_info=data_info, load_split=load_split))
+                                seed=int(cfg.seed), max_minutes=cfg.get("max_minutes"), knobs=type(pipeline).Knobs(),
+                                mode=type(pipeline).modes[0])
+        files = pipeline.sample(request, SampleContext(out_dir=run_dir / "samples", device=device,
+                                                       data_info=data_info, load_split=load_split))
     _log_to_tensorboard(trainer, config, metrics, files)
     write_metrics(run_dir, {"task": "train", "status": "completed", "metrics": metrics,
                             "epochs": trainer.current_epoch, "global_step": trainer.global_step, "data": data_info})

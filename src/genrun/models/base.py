@@ -1,0 +1,103 @@
+"""What every genrun LightningModule shares: an exponential moving average of any component, optimiser and
+scheduler set-up, image grids on TensorBoard's one step axis, and the pipeline that generates from it.
+
+A model's module defines its objective (`training_step`, `validation_step`) and `pipeline()`, the same
+pipeline `genrun sample` rebuilds from the checkpoint; everything else comes from here.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+from genrun.errors import GenrunError
+from genrun.models.lean_module import LeanLightningModule
+from genrun.models.optim import build_optimizer
+from genrun.models.train_scalars import TrainScalars
+
+
+class GenrunModule(LeanLightningModule):
+    """Base of genrun's LightningModules; `ema_of` names the component whose weights are averaged."""
+
+    ema_of: str | None = None
+
+    def __init__(self, optimizer: Callable | None = None, scheduler: Callable | None = None,
+                 scheduler_interval: str = "step", ema: bool = False, ema_decay: float = 0.999,
+                 prog_bar: Iterable[str] = ("train/loss",)):
+        super().__init__()
+        if not 0.0 <= float(ema_decay) < 1.0:
+            raise GenrunError(f"model.ema_decay={ema_decay}: must be in [0, 1)")
+        if scheduler_interval not in ("step", "epoch"):
+            raise GenrunError(f"scheduler_interval={scheduler_interval!r}: choose step or epoch")
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.scheduler_interval = scheduler_interval
+        self.use_ema, self.ema_decay = bool(ema), float(ema_decay)
+        self.train_scalars = TrainScalars(prog_bar=prog_bar)
+        # Steps the average has taken, a buffer so that a resumed run continues the same warm-up.
+        self.register_buffer("ema_steps", torch.zeros((), dtype=torch.long))
+
+    # --- exponential moving average ----------------------------------------------------------------------------
+
+    def setup_ema(self) -> None:
+        """Call at the end of a subclass's __init__: keeps `ema_<component>`, a frozen copy being averaged."""
+        if self.use_ema and self.ema_of is not None:
+            live = getattr(self, self.ema_of)
+            setattr(self, f"ema_{self.ema_of}", copy.deepcopy(live).requires_grad_(False))
+
+    def averaged(self, name: str) -> nn.Module:
+        """The component that sampling and evaluation use: its average when one is kept, else itself."""
+        average = getattr(self, f"ema_{name}", None)
+        return average if average is not None else getattr(self, name)
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """One averaging step after an optimiser step; the warm-up (1+n)/(10+n) forgets the random start fast."""
+        if not self.use_ema or self.ema_of is None:
+            return
+        live, average = getattr(self, self.ema_of), getattr(self, f"ema_{self.ema_of}")
+        self.ema_steps += 1
+        steps = float(self.ema_steps)
+        decay = min(self.ema_decay, (1 + steps) / (10 + steps))
+        torch._foreach_lerp_(list(average.parameters()), list(live.parameters()), 1 - decay)
+        for mean, value in zip(average.buffers(), live.buffers(), strict=True):
+            mean.copy_(value)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.automatic_optimization:  # models that step by hand call update_ema themselves
+            self.update_ema()
+
+    # --- optimisers --------------------------------------------------------------------------------------------
+
+    def parameter_groups(self):
+        """What the optimiser updates; override for weight-decay groups."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.optimizer_factory, self.parameter_groups(), self._trainer)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    # --- logging -----------------------------------------------------------------------------------------------
+
+    def on_train_epoch_end(self) -> None:
+        self.train_scalars.log_epoch(self)
+
+    def log_images(self, tag: str, images: torch.Tensor, nrow: int | None = None) -> None:
+        """An image grid on TensorBoard at the current global step (the axis every scalar uses)."""
+        experiment = getattr(self.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_image") or self.trainer.sanity_checking:
+            return
+        from genrun.images import make_grid
+
+        experiment.add_image(tag, make_grid(images.float().cpu(), nrow=nrow), self.global_step)
+
+    # --- generation --------------------------------------------------------------------------------------------
+
+    def pipeline(self):
+        """The model's pipeline over its live components (averaged where an average is kept)."""
+        raise NotImplementedError
