@@ -14,14 +14,15 @@ from torch import nn
 
 from genrun.nets.base import Net
 from genrun.nets.checks import require_positive
+from genrun.nets.conv import downsampling_plan
 
 
 def _stages(image_size: int) -> int:
     """Number of 2x poolings: halve while the map stays at least 7 pixels wide (28 → 7, 32 → 8, 64 → 8)."""
-    size, stages = image_size, 0
-    while size % 2 == 0 and size // 2 >= 7:
-        size, stages = size // 2, stages + 1
-    return max(stages, 1)
+    try:
+        return downsampling_plan(image_size, smallest=7)[0]
+    except ValueError:  # an odd or small size: one pooling all the same
+        return 1
 
 
 class ConvClassifier(Net):

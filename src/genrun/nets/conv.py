@@ -7,10 +7,12 @@ import torch
 from torch import nn
 
 
-def downsampling_plan(image_size: int) -> tuple[int, int]:
-    """(number of stride-2 stages, final spatial size): halve while even and above 7."""
-    size, stages = image_size, 0
-    while size % 2 == 0 and size > 7:
+def downsampling_plan(image_size: int, smallest: int = 4) -> tuple[int, int]:
+    """(number of 2x downsamplings, final spatial size): halve while the size is even and the half is at
+    least `smallest` (4: 28 → 7, 32 → 4, 64 → 4 for the conv autoencoders and DCGAN; the classifier keeps
+    7 so its maps stay at least 7 wide). The one plan every genrun convnet uses."""
+    size, stages = int(image_size), 0
+    while size % 2 == 0 and size // 2 >= smallest:
         size, stages = size // 2, stages + 1
     if stages == 0:
         raise ValueError(f"image_size {image_size} cannot be halved; use 28, 32, 64, ...")
