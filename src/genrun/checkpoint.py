@@ -131,12 +131,11 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
     return stale
 
 
-def _lightning_checkpoint_io():
+def checkpoint_io():
+    """Lightning's checkpoint I/O with atomic, finite-only, digested saves and weights-only, checked loads."""
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
     class AtomicCheckpointIO(TorchCheckpointIO):
-        """Lightning's checkpoint I/O with atomic, finite-only saves and weights-only loads."""
-
         def save_checkpoint(self, checkpoint, path, storage_options=None):
             atomic_save(checkpoint, path)
 
@@ -144,7 +143,3 @@ def _lightning_checkpoint_io():
             return load_checkpoint(path, map_location=map_location or "cpu")
 
     return AtomicCheckpointIO()
-
-
-def checkpoint_io():
-    return _lightning_checkpoint_io()

@@ -1,8 +1,8 @@
 """Optimisers from the config's partials, with fused kernels where they are safe and faster.
 
-A fused Adam/AdamW updates all parameters in one kernel instead of a dozen small ops per tensor; on CPU a
-small VAE's whole training step gets ~20% faster (bench/results/vae_throughput.md). The choice is left to
-genrun only while the config leaves `fused: null`; `fused: false` or `true` in the optimizer config wins.
+A fused Adam/AdamW updates all parameters in one kernel instead of a dozen small ops per tensor, which
+makes a small model's whole step measurably faster on CPU (bench/results/vae_throughput.md). The choice is
+left to genrun only while the config leaves `fused: null`; `fused: false` or `true` in the config wins.
 """
 
 from __future__ import annotations
