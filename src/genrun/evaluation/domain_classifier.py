@@ -73,16 +73,36 @@ class _Tensors:
         return Tensors(batch_size=batch_size, shuffle_seed=seed)
 
 
+def _lightning_quiet():
+    """Lightning's start-up notices (accelerators, tips) say nothing about an evaluation: keep them out."""
+    import contextlib
+    import logging
+
+    @contextlib.contextmanager
+    def quiet():
+        logger = logging.getLogger("lightning.pytorch")
+        level = logger.level
+        logger.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+
+    return quiet()
+
+
 def train_recipe(x: torch.Tensor, y: torch.Tensor, data_info: dict, recipe: dict = RECIPE,
                  device: torch.device | str = "cpu"):
     """A ClassifierModule trained on (x, y) by the classifier recipe; returns the module. The initial weights
     are seeded and the caller's random streams are left as they were (torch.random.fork_rng)."""
     import lightning as L
 
+    from genrun.runs import quiet_library_logs
     from genrun.trust import build_stored
 
     device = torch.device(device)
-    with torch.random.fork_rng(devices=[]), torch.enable_grad():  # evaluation runs under no_grad
+    quiet_library_logs()
+    with torch.random.fork_rng(devices=[]), torch.enable_grad(), _lightning_quiet():  # evaluation runs no_grad
         L.seed_everything(recipe["seed"], verbose=False)
         module = build_stored(model_config(data_info)["module"], "the classifier recipe", "model.module")
         trainer = L.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
