@@ -8,7 +8,7 @@ before anything is built, and one that is not on it is refused in one line namin
 
 The allow-list has two parts:
 - genrun's own building blocks, by where they live and what they are: an `nn.Module` defined in
-  `genrun.nets`, a LightningModule in `genrun.models`, a LightningDataModule in `genrun.data`, a Lightning
+  `genrun.nets` or `genrun.families`, a LightningModule in `genrun.models`, a LightningDataModule in `genrun.data`, a Lightning
   callback in `genrun.callbacks`, and the few functions named in OWN_FUNCTIONS (learning-rate schedules).
   A new model's classes are trusted by living in those packages; nothing needs registering.
 - the third-party classes genrun's configs use or document: exact names in THIRD_PARTY, plus optimisers and
@@ -42,6 +42,7 @@ THIRD_PARTY = frozenset({
 # Package of genrun's own classes -> (module, class) of the base every class there must derive from.
 OWN_KINDS = {
     "genrun.nets": ("torch.nn", "Module"),
+    "genrun.families": ("torch.nn", "Module"),  # a family may define the networks no other family uses
     "genrun.models": ("lightning.pytorch", "LightningModule"),
     "genrun.data": ("lightning.pytorch", "LightningDataModule"),
     "genrun.callbacks": ("lightning.pytorch", "Callback"),
@@ -106,14 +107,14 @@ def is_trusted(target: object) -> bool:
 
 
 def resolve_trusted(path: object, base: type):
-    """The class `path` names if it is genrun's own and derives from `base` (an nn.Module of genrun.nets,
-    or a genrun.pipeline.Pipeline defined anywhere in genrun), else None. For classes a checkpoint names
+    """The class `path` names if it is genrun's own and derives from `base` (an nn.Module of genrun.nets or
+    genrun.families, or a genrun.pipeline.Pipeline defined anywhere in genrun), else None. For classes a checkpoint names
     outside Hydra's `_target_` (a pipeline and its components)."""
     if not isinstance(path, str) or not _DOTTED.fullmatch(path) or not path.startswith("genrun."):
         return None
     owner, _, name = path.rpartition(".")
-    package = "genrun.nets" if base.__name__ == "Module" else "genrun"
-    if not owner.startswith(package + "."):
+    packages = ("genrun.nets", "genrun.families") if base.__name__ == "Module" else ("genrun",)
+    if not owner.startswith(tuple(p + "." for p in packages)):
         return None
     try:
         found = getattr(importlib.import_module(owner), name)

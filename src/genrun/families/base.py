@@ -74,3 +74,9 @@ class EvalContext:
 def check_mode(request: SampleRequest, modes: tuple[str, ...], family: str) -> None:
     if request.mode not in modes:
         raise GenrunError(f"mode={request.mode}: {family} models support {', '.join(modes)}")
+
+
+def knobs_from_settings(knobs_class: type, settings: dict):
+    """A pipeline's knobs from an evaluation's settings (where the task put them), defaults for the rest."""
+    names = {f.name for f in fields(knobs_class)}
+    return knobs_class(**{key: value for key, value in settings.items() if key in names})
