@@ -1,0 +1,113 @@
+"""Diffusion: the U-Net, the training objective, one checkpoint sampled by DDPM and DDIM, guidance, bad input."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from conftest import MINI, genrun_in_process, run_dirs
+from genrun.data.base import InMemoryDataModule
+from genrun.errors import GenrunError
+from genrun.families.diffusion import DiffusionKnobs, DiffusionPipeline, UNet
+from genrun.models.ddpm import DDPMModule
+
+TINY = {"base_width": 8, "channel_mults": [1, 2], "attention_levels": [1], "dropout": 0.0}
+
+
+def test_the_unet_keeps_the_image_shape_and_refuses_sizes_it_cannot_halve():
+    for size, mults in ((28, [1, 2, 2]), (32, [1, 2, 2, 2]), (8, [1, 2])):
+        net = UNet(1, size, base_width=8, channel_mults=mults, num_classes=3)
+        x = torch.randn(2, 1, size, size)
+        assert net(x, torch.tensor([0, 999]), torch.tensor([0, 3])).shape == x.shape
+    with pytest.raises(GenrunError, match=r"^dataset.image_size=28: the U-Net halves it 3 times .* divisible by 8"):
+        UNet(1, 28, channel_mults=[1, 2, 2, 2])
+
+
+class Patterns(InMemoryDataModule):
+    """8x8 images, each a vertical or horizontal half white: a distribution a tiny U-Net learns in seconds."""
+
+    def load(self):
+        g = torch.Generator().manual_seed(0)
+        x = torch.zeros(256, 1, 8, 8)
+        y = torch.randint(2, (256,), generator=g)
+        x[y == 0, :, :, :4] = 1
+        x[y == 1, :, :4, :] = 1
+        return {"train": (x[:224], y[:224]), "val": (x[224:], y[224:]), "test": (x[224:], y[224:])}
+
+
+def _held_out_loss(module: DDPMModule, data: Patterns) -> float:
+    with torch.no_grad():
+        return float(module._loss(data.splits["val"], torch.Generator().manual_seed(1)))
+
+
+def test_training_lowers_the_denoising_loss_quickly():
+    torch.manual_seed(0)
+    data = Patterns(batch_size=32)
+    data.setup()
+    module = DDPMModule(UNet(1, 8, num_classes=2, **TINY), optimizer=lambda params: torch.optim.Adam(params, 3e-3),
+                        timesteps=100)
+    before = _held_out_loss(module, data)
+    L.Trainer(max_steps=80, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, limit_val_batches=0).fit(module, datamodule=data)
+    after = _held_out_loss(module, data)
+    assert after < 0.5 * before, (before, after)
+    # The averaged U-Net is the one the pipeline samples with, and it is not the live one.
+    assert module.pipeline().unet is module.ema_unet
+
+
+def _conditional_pipeline() -> DiffusionPipeline:
+    torch.manual_seed(0)
+    return DiffusionPipeline({"unet": UNet(1, 8, num_classes=3, **TINY).eval()}, {"timesteps": 50})
+
+
+def test_guidance_zero_is_the_unconditional_model_and_ddim_eta_zero_is_deterministic():
+    pipeline = _conditional_pipeline()
+    noise = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    labels = torch.tensor([0, 1, 2])
+    unconditional = pipeline.denoise(noise, DiffusionKnobs(steps=10), None, torch.Generator().manual_seed(3))
+    guided_zero = pipeline.denoise(noise, DiffusionKnobs(steps=10, guidance=0.0), labels,
+                                   torch.Generator().manual_seed(4))
+    conditional = pipeline.denoise(noise, DiffusionKnobs(steps=10, guidance=1.0), labels)
+    assert torch.allclose(unconditional, guided_zero, atol=1e-6)
+    assert not torch.allclose(unconditional, conditional, atol=1e-4)
+    ddpm_a = pipeline.denoise(noise, DiffusionKnobs(sampler="ddpm", steps=10), None, torch.Generator().manual_seed(5))
+    ddpm_b = pipeline.denoise(noise, DiffusionKnobs(sampler="ddpm", steps=10), None, torch.Generator().manual_seed(6))
+    assert not torch.allclose(ddpm_a, ddpm_b)  # ancestral sampling draws fresh noise at every step
+
+
+def test_bad_sampling_settings_are_one_line_each():
+    pipeline = _conditional_pipeline()
+    for knobs, message in [
+        (DiffusionKnobs(steps=51), r"^steps=51: the model was trained with 50 timesteps$"),
+        (DiffusionKnobs(label=3), r"^label=3: this model has classes 0..2$"),
+    ]:
+        with pytest.raises(GenrunError, match=message):
+            pipeline.scheduler(knobs) if knobs.steps > 50 else pipeline._labels(knobs.label, 1, 1.0)
+    unconditional = DiffusionPipeline({"unet": UNet(1, 8, **TINY)}, {"timesteps": 50})
+    with pytest.raises(GenrunError, match=r"^guidance=3: this model is not class-conditional"):
+        unconditional._labels(None, 1, 3.0)
+    with pytest.raises(GenrunError, match=r"^eta=1.5: must be between 0"):
+        DiffusionKnobs(eta=1.5).check()
+
+
+def test_train_then_sample_one_checkpoint_with_ddpm_and_ddim(tmp_path, monkeypatch, capsys):
+    (tmp_path / "data").mkdir()
+    code, _out, err = genrun_in_process(
+        ["train", "model=ddpm", MINI, "model.base_width=8", "model.channel_mults=[1,2]", "model.attention_levels=[1]",
+         "model.timesteps=50", "model.num_classes=10", "trainer.max_steps=3", "trainer.limit_val_batches=1",
+         "test=false", "num_samples=4"], tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    (run,) = run_dirs(tmp_path)
+    for extra in (["sampler=ddpm", "steps=50", "label=1"], ["sampler=ddim", "steps=5", "label=3", "guidance=3"],
+                  ["mode=denoise", "steps=5", "label=0"]):
+        code, _out, err = genrun_in_process(["sample", f"ckpt={run}", "num_samples=6", *extra], tmp_path,
+                                            monkeypatch, capsys)
+        assert code == 0, (extra, err)
+    samples = sorted((tmp_path / "outputs" / "sample").glob("*/*/samples.npy"), key=lambda p: p.stat().st_mtime)
+    shapes = [np.load(p).shape for p in samples]
+    assert shapes[0] == (6, 1, 28, 28) and shapes[1] == (6, 1, 28, 28)
+    assert shapes[2] == (6 * 5, 1, 28, 28)  # six chains of five steps: noise to image, left to right
+    images = np.load(samples[1])
+    assert images.min() >= 0 and images.max() <= 1
