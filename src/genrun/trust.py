@@ -8,8 +8,9 @@ before anything is built, and one that is not on it is refused in one line namin
 
 The allow-list has two parts:
 - genrun's own building blocks, by where they live and what they are: an `nn.Module` defined in
-  `genrun.nets` or `genrun.families`, a LightningModule in `genrun.models`, a LightningDataModule in `genrun.data`, a Lightning
-  callback in `genrun.callbacks`, and the few functions named in OWN_FUNCTIONS (learning-rate schedules).
+  `genrun.nets` or `genrun.families`, a LightningModule in `genrun.models`, a LightningDataModule in
+  `genrun.data`, a Lightning callback in `genrun.callbacks`, and the few functions named in OWN_FUNCTIONS
+  (learning-rate schedules).
   A new model's classes are trusted by living in those packages; nothing needs registering.
 - the third-party classes genrun's configs use or document: exact names in THIRD_PARTY, plus optimisers and
   learning-rate schedulers defined in `torch.optim`.
@@ -108,8 +109,8 @@ def is_trusted(target: object) -> bool:
 
 def resolve_trusted(path: object, base: type):
     """The class `path` names if it is genrun's own and derives from `base` (an nn.Module of genrun.nets or
-    genrun.families, or a genrun.pipeline.Pipeline defined anywhere in genrun), else None. For classes a checkpoint names
-    outside Hydra's `_target_` (a pipeline and its components)."""
+    genrun.families, or a genrun.pipeline.Pipeline defined anywhere in genrun), else None. For classes a
+    checkpoint names outside Hydra's `_target_` (a pipeline and its components)."""
     if not isinstance(path, str) or not _DOTTED.fullmatch(path) or not path.startswith("genrun."):
         return None
     owner, _, name = path.rpartition(".")

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from genrun.errors import GenrunError
-from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode
+from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode, check_nrow, check_path
 from genrun.images import interleave_rows
 from genrun.metrics.likelihood import bits_per_dim, elbo_terms, iwae_nll
 from genrun.nets.autoencoder import Autoencoder
@@ -209,14 +209,10 @@ class AutoencoderKnobs:
     iwae_k: int = knob(100, "evaluate: importance samples of the IWAE likelihood bound (0: ELBO only)")
 
     def check(self) -> None:
-        if self.steps < 2:
-            raise GenrunError(f"steps={self.steps}: an interpolation needs at least 2 steps (its two ends)")
-        if self.interpolation not in INTERPOLATIONS:
-            raise GenrunError(f"interpolation={self.interpolation}: choose {' or '.join(INTERPOLATIONS)}")
+        check_path(self.steps, self.interpolation)
         if self.between not in ("latents", "images"):
             raise GenrunError(f"between={self.between}: choose latents or images")
-        if self.nrow is not None and self.nrow < 1:
-            raise GenrunError(f"nrow={self.nrow}: must be at least 1 (or null for the default layout)")
+        check_nrow(self.nrow)
         if self.iwae_k < 0:
             raise GenrunError(f"iwae_k={self.iwae_k}: must be 0 (no IWAE bound) or more")
 

@@ -80,3 +80,19 @@ def knobs_from_settings(knobs_class: type, settings: dict):
     """A pipeline's knobs from an evaluation's settings (where the task put them), defaults for the rest."""
     names = {f.name for f in fields(knobs_class)}
     return knobs_class(**{key: value for key, value in settings.items() if key in names})
+
+
+def check_nrow(nrow: int | None) -> None:
+    """The images-per-row knob of every picture."""
+    if nrow is not None and nrow < 1:
+        raise GenrunError(f"nrow={nrow}: must be at least 1 (or null for the default layout)")
+
+
+def check_path(steps: int, interpolation: str) -> None:
+    """The knobs of an interpolation between two latents: its length and its kind."""
+    from genrun.sampling.latents import INTERPOLATIONS
+
+    if steps < 2:
+        raise GenrunError(f"steps={steps}: an interpolation needs at least 2 steps (its two ends)")
+    if interpolation not in INTERPOLATIONS:
+        raise GenrunError(f"interpolation={interpolation}: choose {' or '.join(INTERPOLATIONS)}")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from genrun.errors import GenrunError
-from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode
+from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode, check_nrow
 from genrun.nets.classifier import ConvClassifier
 from genrun.pipeline import Pipeline, knob
 from genrun.streaming import PREVIEW_LIMIT, shown_note
@@ -107,8 +107,7 @@ class ClassifierKnobs:
     nrow: int | None = knob(None, "images per row of the predictions picture (default: square-ish)")
 
     def check(self) -> None:
-        if self.nrow is not None and self.nrow < 1:
-            raise GenrunError(f"nrow={self.nrow}: must be at least 1 (or null for the default layout)")
+        check_nrow(self.nrow)
 
 
 class ClassifierPipeline(Pipeline):

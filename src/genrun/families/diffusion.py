@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genrun.errors import GenrunError
-from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode
+from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode, check_nrow
 from genrun.nets.base import Net
 from genrun.nets.checks import require_positive
 from genrun.pipeline import Pipeline, knob
@@ -163,8 +163,7 @@ class DiffusionKnobs:
             raise GenrunError(f"eta={self.eta}: must be between 0 (deterministic DDIM) and 1 (DDPM-like)")
         if self.steps < 1:
             raise GenrunError(f"steps={self.steps}: must be at least 1")
-        if self.nrow is not None and self.nrow < 1:
-            raise GenrunError(f"nrow={self.nrow}: must be at least 1 (or null for the default layout)")
+        check_nrow(self.nrow)
 
 
 class DiffusionPipeline(Pipeline):

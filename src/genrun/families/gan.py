@@ -16,11 +16,11 @@ import torch
 
 from genrun.budget import Budget
 from genrun.errors import GenrunError
-from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode
+from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode, check_nrow, check_path
 from genrun.nets.gan import Generator
 from genrun.pipeline import Pipeline, knob
 from genrun.progress import track
-from genrun.sampling.latents import INTERPOLATIONS, draw_latents
+from genrun.sampling.latents import draw_latents
 from genrun.streaming import (
     BATCH,
     PREVIEW_LIMIT,
@@ -319,12 +319,8 @@ class GANKnobs:
     def check(self) -> None:
         if self.truncation is not None and self.truncation <= 0:
             raise GenrunError(f"truncation={self.truncation}: must be positive (or null for none)")
-        if self.steps < 2:
-            raise GenrunError(f"steps={self.steps}: an interpolation needs at least 2 steps (its two ends)")
-        if self.interpolation not in INTERPOLATIONS:
-            raise GenrunError(f"interpolation={self.interpolation}: choose {' or '.join(INTERPOLATIONS)}")
-        if self.nrow is not None and self.nrow < 1:
-            raise GenrunError(f"nrow={self.nrow}: must be at least 1 (or null for the default layout)")
+        check_path(self.steps, self.interpolation)
+        check_nrow(self.nrow)
         groups = {**ARITHMETIC_DEFAULT, **(self.arithmetic or {})}
         unknown = sorted(set(groups) - set(ARITHMETIC_DEFAULT))
         if unknown:
