@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import lightning as L
 import numpy as np
 import pytest
@@ -53,6 +55,11 @@ def test_training_lowers_the_denoising_loss_quickly():
               enable_model_summary=False, limit_val_batches=0).fit(module, datamodule=data)
     after = _held_out_loss(module, data)
     assert after < 0.5 * before, (before, after)
+    # The pipeline's held-out figure (what genrun evaluate and the end of training report) agrees.
+    trained = module.pipeline().test_loss(data.splits["val"], 16)["test/denoising_mse"]
+    fresh = DiffusionPipeline({"unet": UNet(1, 8, num_classes=2, **TINY)}, {"timesteps": 100}).test_loss(
+        data.splits["val"], 16)["test/denoising_mse"]
+    assert trained < 0.5 * fresh, (trained, fresh)
     # The averaged U-Net is the one the pipeline samples with, and it is not the live one.
     assert module.pipeline().unet is module.ema_unet
 
@@ -97,9 +104,11 @@ def test_train_then_sample_one_checkpoint_with_ddpm_and_ddim(tmp_path, monkeypat
     code, _out, err = genrun_in_process(
         ["train", "model=ddpm", MINI, "model.base_width=8", "model.channel_mults=[1,2]", "model.attention_levels=[1]",
          "model.timesteps=50", "model.num_classes=10", "trainer.max_steps=3", "trainer.limit_val_batches=1",
-         "test=false", "num_samples=4"], tmp_path, monkeypatch, capsys)
+         "trainer.limit_test_batches=1", "num_samples=4"], tmp_path, monkeypatch, capsys)
     assert code == 0, err
     (run,) = run_dirs(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert metrics["test/denoising_mse"] > 0 and metrics["test/n_images"] == 128  # one test batch
     for extra in (["sampler=ddpm", "steps=50", "label=1"], ["sampler=ddim", "steps=5", "label=3", "guidance=3"],
                   ["mode=denoise", "steps=5", "label=0"]):
         code, _out, err = genrun_in_process(["sample", f"ckpt={run}", "num_samples=6", *extra], tmp_path,

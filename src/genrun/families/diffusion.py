@@ -314,10 +314,16 @@ class DiffusionPipeline(Pipeline):
     # --- genrun evaluate --------------------------------------------------------------------------------------
 
     def evaluate(self, context: EvalContext) -> dict[str, float]:
-        from genrun.evaluation.image_quality import evaluate_images
+        """The denoising loss on the test split (fixed timesteps and noise); with settings['image_metrics']
+        (genrun evaluate's default, off at the end of training) also the shared sample-quality report."""
         from genrun.families.base import knobs_from_settings
 
         self.to(context.device).eval()
+        metrics = self.test_loss(context.load_split("test"), int(context.settings.get("batch_size", 250)))
+        if not context.settings.get("image_metrics", False):
+            return metrics
+        from genrun.evaluation.image_quality import evaluate_images
+
         knobs = knobs_from_settings(DiffusionKnobs, context.settings)
         temperature = float(context.settings.get("temperature", 1.0))
 
@@ -326,4 +332,21 @@ class DiffusionPipeline(Pipeline):
                 labels = self._labels(knobs.label, n, knobs.guidance)
             return self.images(n, knobs, temperature, generator, labels)
 
-        return evaluate_images(generate, context, conditional=bool(self.unet.num_classes))
+        return metrics | evaluate_images(generate, context, conditional=bool(self.unet.num_classes))
+
+    @torch.no_grad()
+    def test_loss(self, split: tuple[torch.Tensor, torch.Tensor], batch_size: int) -> dict[str, float]:
+        """Mean squared error of the net's prediction target (eps, x0 or v) over the images of `split`, each at a
+        timestep and noise drawn from a fixed seed: comparable across checkpoints and runs."""
+        x, y = split
+        generator = torch.Generator().manual_seed(0)
+        device, total = self._device(), 0.0
+        for start in range(0, len(x), batch_size):
+            x0 = x[start : start + batch_size].float().cpu() * 2 - 1
+            t = torch.randint(self.schedule.steps, (len(x0),), generator=generator)
+            noise = torch.randn(x0.shape, generator=generator)
+            labels = y[start : start + batch_size].long().to(device) if self.unet.num_classes else None
+            out = self.unet(self.schedule.add_noise(x0, noise, t).to(device), t.to(device), labels)
+            target = self.schedule.target(x0, noise, t).to(device)
+            total += float(F.mse_loss(out.float(), target.float(), reduction="sum")) / x0[0].numel()
+        return {"test/denoising_mse": total / max(1, len(x)), "test/n_images": float(len(x))}
