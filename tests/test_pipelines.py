@@ -112,3 +112,22 @@ def test_the_shared_ema_averages_after_each_step_with_a_warm_up():
     assert torch.allclose(module.ema_net.encoder[1][0].weight, expected)
     assert module.averaged("net") is module.ema_net and module.pipeline().net is module.ema_net
     assert not AutoencoderModule(Autoencoder(1, 28, latent_dim=2, hidden_dims=[4]), torch.optim.SGD).use_ema
+
+
+def test_the_ema_steps_once_per_optimiser_step_under_gradient_accumulation():
+    import lightning as L
+
+    from genrun.data.base import InMemoryDataModule
+    from genrun.models.autoencoder import AutoencoderModule
+
+    class Noise(InMemoryDataModule):
+        def load(self):
+            x = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+            return {"train": (x, torch.zeros(64)), "val": (x[:0], torch.zeros(0)), "test": (x[:0], torch.zeros(0))}
+
+    module = AutoencoderModule(Autoencoder(1, 28, latent_dim=2, hidden_dims=[4]),
+                               optimizer=lambda params: torch.optim.SGD(params, 0.01), ema=True)
+    L.Trainer(max_steps=3, accumulate_grad_batches=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+              enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0).fit(
+        module, datamodule=Noise(batch_size=8))
+    assert int(module.ema_steps) == 3  # six batches, three optimiser steps

@@ -38,6 +38,7 @@ class GenrunModule(LeanLightningModule):
         self.train_scalars = TrainScalars(prog_bar=prog_bar)
         # Steps the average has taken, a buffer so that a resumed run continues the same warm-up.
         self.register_buffer("ema_steps", torch.zeros((), dtype=torch.long))
+        self._ema_seen_step = -1
 
     # --- exponential moving average ----------------------------------------------------------------------------
 
@@ -65,8 +66,20 @@ class GenrunModule(LeanLightningModule):
         for mean, value in zip(average.buffers(), live.buffers(), strict=True):
             mean.copy_(value)
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """A run saved before the shared EMA had no `ema_steps`: a GAN's averaged generator stepped with g_steps."""
+        state = checkpoint.get("state_dict", {})
+        if "ema_steps" not in state:
+            state["ema_steps"] = state.get("g_steps", torch.zeros((), dtype=torch.long)).clone()
+
+    def on_train_start(self) -> None:
+        self._ema_seen_step = self.trainer.global_step  # a resumed run starts from its restored step
+
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.automatic_optimization:  # models that step by hand call update_ema themselves
+        # Once per optimiser step (not per batch under gradient accumulation); models that step by hand call
+        # update_ema themselves.
+        if self.automatic_optimization and self.trainer.global_step != self._ema_seen_step:
+            self._ema_seen_step = self.trainer.global_step
             self.update_ema()
 
     # --- optimisers --------------------------------------------------------------------------------------------

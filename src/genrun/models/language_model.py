@@ -145,6 +145,7 @@ class LanguageModelModule(GenrunModule):
             checkpoint["text_train_state"] = [s.cpu() for s in self._state["train"]]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
         state = checkpoint.get("text_train_state")
         self._state["train"] = tuple(s.to(self.device) for s in state) if state else None
 
