@@ -155,7 +155,8 @@ def _main(argv: list[str] | None) -> int:
 
             return report_main(args)
     from genrun.errors import GenrunError
-    from genrun.overrides import check_overrides, knob_overrides, resume_overrides
+    from genrun.overrides import check_overrides, knob_overrides
+    from genrun.resume import resume_overrides
 
     flags, overrides = split_args(args)
     if not child and task in ("sample", "evaluate") and {"-h", "--help"} & set(flags):
