@@ -49,6 +49,7 @@ def usage() -> str:
         "examples:",
         "  genrun train model=vae dataset=mnist",
         "  genrun sample model=vae temperature=0.8 num_samples=64 seed=0",
+        "  genrun sample model=ddpm --help   (that model's own knobs: sampler=ddim steps=50 guidance=3 ...)",
         "  genrun train -m model=vae model.latent_dim=2,16",
         "  genrun train experiment=vae_mnist trainer=cpu",
         "  genrun train --cfg job            (print the composed config)",
@@ -162,7 +163,10 @@ def _main(argv: list[str] | None) -> int:
     if not child and task in ("sample", "evaluate") and {"-h", "--help"} & set(flags):
         from genrun.knob_help import knob_help
 
-        print(knob_help(task, overrides))
+        try:
+            print(knob_help(task, overrides))
+        except BrokenPipeError:  # `genrun sample --help | head`
+            sys.stderr.close()
         return 0
     if not child and _flag_value(flags, ("-sc", "--shell-completion")) is not None:
         return _shell_completion(task, args)
