@@ -86,6 +86,8 @@ def test_each_model_owns_its_knobs_typed_and_checked(tmp_path, monkeypatch, caps
         (["steps=abc"], "steps='abc': expected an integer"),
         (["mode=interpolate", "steps=1"], "steps=1: an interpolation needs at least 2 steps"),
         (["mode=arithmetic"], "mode=arithmetic: model=vae supports prior, interpolate, reconstruct"),
+        (["num_sample=5"], "num_sample does not apply to model=vae (its knobs: steps, interpolation, between, nrow, "
+                           "iwae_k; the task's own settings: seed, device, ckpt, mode, num_samples, temperature"),
     ]:
         code, _out, err = genrun_in_process(["sample", f"ckpt={vae}", *args], tmp_path, monkeypatch, capsys)
         assert code == 1 and message in err and err.count("\n") == 1, (args, err)

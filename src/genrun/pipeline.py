@@ -226,14 +226,16 @@ def _coerce(name: str, annotation, value):
     return value
 
 
-def parse_knobs(knobs_class: type, values: Mapping, model: str):
-    """The knobs dataclass from command-line values; a knob the pipeline does not have is refused by name."""
+def parse_knobs(knobs_class: type, values: Mapping, model: str, settings: tuple[str, ...] = ()):
+    """The knobs dataclass from command-line values; a knob the pipeline does not have is refused by name,
+    with the knobs it has and the task's own `settings` (a misspelt setting lands here too)."""
     fields = knob_fields(knobs_class)
     hints = typing.get_type_hints(knobs_class)
     unknown = [name for name in values if name not in fields]
     if unknown:
         have = ", ".join(fields) or "none"
-        raise GenrunError(f"{unknown[0]} does not apply to {model} (its knobs: {have})")
+        also = f"; the task's own settings: {', '.join(settings)}" if settings else ""
+        raise GenrunError(f"{unknown[0]} does not apply to {model} (its knobs: {have}{also})")
     knobs = knobs_class(**{name: _coerce(name, hints[name], value) for name, value in values.items()})
     check = getattr(knobs, "check", None)
     if check is not None:

@@ -44,12 +44,13 @@ def run(cfg: DictConfig):
     from genrun.pipeline import parse_knobs
     from genrun.runs import print_summary, write_metrics
     from genrun.tasks.loading import load_model, pick_device, split_loader
-    from genrun.tasks.sample import knob_values, model_name
+    from genrun.tasks.sample import knob_values, model_name, task_settings
 
     choices = HydraConfig.get().runtime.choices
     out_dir = Path(cfg.paths.run_dir)
     loaded = load_model(cfg, choices)
-    knobs = parse_knobs(type(loaded.pipeline).Knobs, knob_values(cfg, "evaluate"), model_name(loaded))
+    knobs = parse_knobs(type(loaded.pipeline).Knobs, knob_values(cfg, "evaluate"), model_name(loaded),
+                        task_settings("evaluate"))
     torch.manual_seed(int(cfg.seed))
     context = EvalContext(out_dir=out_dir, device=pick_device(str(cfg.get("device", "auto"))),
                           data_info=loaded.data_info, load_split=split_loader(loaded.run_config),

@@ -19,6 +19,16 @@ def knob_values(cfg: DictConfig, task: str) -> dict:
             for key, value in cfg.items() if key not in own}
 
 
+def task_settings(task: str) -> tuple[str, ...]:
+    """The settings a user gives a task itself (for the message that refuses an unknown key)."""
+    from omegaconf import OmegaConf
+
+    from genrun.configs import config_dir
+
+    own = OmegaConf.load(config_dir() / f"{task}.yaml")
+    return tuple(k for k in own if k not in ("defaults", "task"))
+
+
 def request_for(cfg: DictConfig, pipeline, model: str):
     """The request from the task's settings and the pipeline's knobs, all checked before any work."""
     from genrun.families.base import SampleRequest
@@ -32,7 +42,7 @@ def request_for(cfg: DictConfig, pipeline, model: str):
     mode = str(cfg.mode) if cfg.get("mode") is not None else modes[0]
     if mode not in modes:
         raise GenrunError(f"mode={mode}: {model} supports {', '.join(modes)}")
-    knobs = parse_knobs(type(pipeline).Knobs, knob_values(cfg, "sample"), model)
+    knobs = parse_knobs(type(pipeline).Knobs, knob_values(cfg, "sample"), model, task_settings("sample"))
     return SampleRequest(mode=mode, num_samples=int(cfg.num_samples), temperature=float(cfg.temperature),
                          seed=int(cfg.seed), max_minutes=cfg.get("max_minutes"), knobs=knobs)
 

@@ -278,8 +278,9 @@ def run(cfg: DictConfig):
         {"data": f"{data_info.get('source')} {data_info.get('split_sizes')}"},
         {k: v for k, v in metrics.items() if not k.endswith(("_step", "_epoch")) and "/" in k},
         run_dir,
-        [f"tensorboard --logdir {tb_dir if tb_dir.exists() else run_dir}",
-         f"genrun sample ckpt={run_dir} temperature=0.8"],
+        [*([f"tensorboard --logdir {tb_dir}"] if tb_dir.exists() else []),
+         *([f"logged metrics: {run_dir / 'csv' / 'metrics.csv'}"] if (run_dir / "csv").exists() else []),
+         f"genrun sample ckpt={run_dir}", f"genrun sample --help ckpt={run_dir}   (this model's knobs)"],
     )
     return metrics.get(cfg.get("optimized_metric"))
 
