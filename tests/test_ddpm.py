@@ -25,6 +25,8 @@ def test_the_unet_keeps_the_image_shape_and_refuses_sizes_it_cannot_halve():
         assert net(x, torch.tensor([0, 999]), torch.tensor([0, 3])).shape == x.shape
     with pytest.raises(GenrunError, match=r"^dataset.image_size=28: the U-Net halves it 3 times .* divisible by 8"):
         UNet(1, 28, channel_mults=[1, 2, 2, 2])
+    with pytest.raises(GenrunError, match=r"^model=ddpm needs images"):
+        UNet(None, None)  # what a dataset of points (toy2d) hands it
 
 
 class Patterns(InMemoryDataModule):

@@ -41,8 +41,6 @@ def _composed(result: tuple[int, str, str]) -> dict:
 # --- launcher and sweeper plugins -------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not _has_plugin("hydra_joblib_launcher"),
-                    reason="hydra-joblib-launcher not installed (pip install -e '.[dev]')")
 def test_joblib_launcher_runs_the_jobs_of_a_sweep_in_parallel_processes(workdir):
     result = check_ok(run_genrun(["train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY_GAN,
                                   "seed=0,1"], workdir))
@@ -53,7 +51,6 @@ def test_joblib_launcher_runs_the_jobs_of_a_sweep_in_parallel_processes(workdir)
 
 
 @pytest.mark.parametrize(("override", "module", "package"), [
-    ("hydra/launcher=joblib", "hydra_joblib_launcher", "hydra-joblib-launcher"),
     ("hydra/launcher=submitit_local", "hydra_submitit_launcher", "hydra-submitit-launcher"),
     ("hydra/sweeper=optuna", "hydra_optuna_sweeper", "hydra-optuna-sweeper"),
 ])

@@ -43,12 +43,14 @@ class Pipeline:
     Knobs: type = NoKnobs
     modes: tuple[str, ...] = ("prior",)
 
-    def __init__(self, components: Mapping[str, nn.Module], settings: Mapping | None = None):
+    def __init__(self, components: Mapping[str, nn.Module], settings: Mapping | None = None,
+                 data_info: Mapping | None = None):
         missing = [name for name in self.components if name not in components]
         if missing:
             raise GenrunError(f"{type(self).__name__} needs the component(s) {', '.join(missing)}")
         self.parts = dict(components)
         self.settings = dict(settings or {})
+        self.data_info = dict(data_info or {})  # what the checkpoint says of its data (a tokenizer, classes)
 
     def __getattr__(self, name: str):
         parts = self.__dict__.get("parts", {})
@@ -187,7 +189,8 @@ def load_pipeline(payload: Mapping, path: Path | str) -> Pipeline:
     settings = spec.get("settings") or {}
     if not isinstance(settings, dict):
         raise GenrunError(f"checkpoint {path}: pipeline settings are not a mapping")
-    return cls(parts, settings).eval()
+    data_info = (payload.get("genrun") or {}).get("data") or {}
+    return cls(parts, settings, data_info if isinstance(data_info, dict) else {}).eval()
 
 
 # --- knobs: each pipeline's own sampling settings, typed and checked -------------------------------------------

@@ -81,6 +81,9 @@ class UNet(Net):
                  blocks_per_level: int = 1, attention_levels: list[int] = (2,), dropout: float = 0.1,
                  num_classes: int = 0):
         super().__init__()
+        if channels is None or image_size is None:
+            raise GenrunError("model=ddpm needs images (dataset.channels and dataset.image_size); this dataset has "
+                              "none: use mnist, fashion_mnist or image_folder")
         require_positive(base_width=base_width, channel_mults=list(channel_mults), blocks_per_level=blocks_per_level)
         levels = len(channel_mults)
         if int(image_size) % 2 ** (levels - 1):
@@ -173,8 +176,8 @@ class DiffusionPipeline(Pipeline):
     modes = MODES
     Knobs = DiffusionKnobs
 
-    def __init__(self, components, settings=None):
-        super().__init__(components, settings)
+    def __init__(self, components, settings=None, data_info=None):
+        super().__init__(components, settings, data_info)
         self.schedule = NoiseSchedule(int(self.settings.get("timesteps", 1000)),
                                       str(self.settings.get("schedule", "linear")),
                                       str(self.settings.get("prediction", "eps")))

@@ -271,10 +271,9 @@ class TextPipeline(Pipeline):
     modes = MODES
     Knobs = TextKnobs
 
-    def __init__(self, components, settings=None, data_info: dict | None = None):
-        super().__init__(components, settings)
+    def __init__(self, components, settings=None, data_info=None):
+        super().__init__(components, settings, data_info)
         self.net.carry_state = bool(self.settings.get("carry_state", False))
-        self.data_info = data_info
 
     def sample(self, request: SampleRequest, context: SampleContext) -> dict[str, Path]:
         return sample(self.net, request, context)
@@ -288,7 +287,7 @@ class TextPipeline(Pipeline):
         """The prompt continued once at each temperature, side by side (the training-time TEXT samples)."""
         from genrun.sampling import generate
 
-        tokenizer = tokenizer_from_info(self.data_info or {})
+        tokenizer = tokenizer_from_info(self.data_info)
         if tokenizer.unknown(prompt_text):
             prompt_text = tokenizer.default_prompt()
         device = next(self.net.parameters()).device

@@ -36,10 +36,10 @@ class AutoencoderModule(GenrunModule):
         self._code_count = 0
         self.setup_ema()
 
-    def pipeline(self):
+    def pipeline(self, data_info: dict | None = None):
         from genrun.families.autoencoder import AutoencoderPipeline
 
-        return AutoencoderPipeline({"net": self.averaged("net")})
+        return AutoencoderPipeline({"net": self.averaged("net")}, data_info=data_info)
 
     def _step(self, batch, stage: str) -> dict[str, torch.Tensor]:
         x = batch[0]

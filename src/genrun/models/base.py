@@ -111,6 +111,7 @@ class GenrunModule(LeanLightningModule):
 
     # --- generation --------------------------------------------------------------------------------------------
 
-    def pipeline(self):
-        """The model's pipeline over its live components (averaged where an average is kept)."""
+    def pipeline(self, data_info: dict | None = None):
+        """The model's pipeline over its live components (averaged where an average is kept); `data_info`
+        is the datamodule's description (a text model's tokenizer lives there)."""
         raise NotImplementedError

@@ -27,10 +27,10 @@ class ClassifierModule(GenrunModule):
         self.augment, self.one_cycle = bool(augment), bool(one_cycle)
         self.setup_ema()
 
-    def pipeline(self):
+    def pipeline(self, data_info: dict | None = None):
         from genrun.families.classifier import ClassifierPipeline
 
-        return ClassifierPipeline({"net": self.averaged("net")})
+        return ClassifierPipeline({"net": self.averaged("net")}, data_info=data_info)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch

@@ -32,8 +32,8 @@ class DDPMModule(GenrunModule):
         self.noise_schedule = DiffusionPipeline({"unet": unet}, self.settings).schedule  # checks the settings
         self.setup_ema()
 
-    def pipeline(self) -> DiffusionPipeline:
-        return DiffusionPipeline({"unet": self.averaged("unet")}, self.settings)
+    def pipeline(self, data_info: dict | None = None) -> DiffusionPipeline:
+        return DiffusionPipeline({"unet": self.averaged("unet")}, self.settings, data_info)
 
     def _loss(self, batch, generator: torch.Generator | None = None) -> torch.Tensor:
         x, y = batch

@@ -88,10 +88,10 @@ class GANModule(GenrunModule):
     def conditional(self) -> bool:
         return self.generator.num_classes > 0
 
-    def pipeline(self):
+    def pipeline(self, data_info: dict | None = None):
         from genrun.families.gan import GANPipeline
 
-        return GANPipeline({"generator": self.averaged("generator")})
+        return GANPipeline({"generator": self.averaged("generator")}, data_info=data_info)
 
     def _noise(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.generator.latent_dim, device=self.device)

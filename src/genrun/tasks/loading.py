@@ -47,8 +47,6 @@ def load_model(cfg, choices) -> LoadedModel:
     _check_choices(cfg, choices, stored_choices, path)
     data_info = info.get("data", {}) or {}
     pipeline = load_pipeline(payload, path)
-    if hasattr(pipeline, "data_info"):
-        pipeline.data_info = data_info
     return LoadedModel(path, pipeline, info["config"], data_info, stored_choices)
 
 

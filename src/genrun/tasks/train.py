@@ -133,15 +133,6 @@ def _warn_if_endless(trainer_cfg: DictConfig) -> None:
             "it (Ctrl-C keeps the last checkpoint; continue with resume=RUN_DIR)")
 
 
-def model_pipeline(model, data_info: dict):
-    """The model's pipeline over its trained components (a text model's needs the data's tokenizer)."""
-    import inspect
-
-    if "data_info" in inspect.signature(model.pipeline).parameters:
-        return model.pipeline(data_info)
-    return model.pipeline()
-
-
 def _check_room_for_samples(cfg: DictConfig, data_info: dict, run_dir: Path) -> None:
     """The end-of-run samples must fit on disk: say so before training, not after it."""
     from genrun.budget import Budget
@@ -243,7 +234,7 @@ def run(cfg: DictConfig):
         return None
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    pipeline = model_pipeline(model, data_info).eval()
+    pipeline = model.pipeline(data_info).eval()
     device = trainer.strategy.root_device
     splits = datamodule.splits
 
