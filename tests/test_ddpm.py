@@ -11,6 +11,7 @@ import torch
 
 from conftest import MINI, genrun_in_process, run_dirs
 from genrun.data.base import InMemoryDataModule
+from genrun.data.lightning import LightningData
 from genrun.errors import GenrunError
 from genrun.families.diffusion import DiffusionKnobs, DiffusionPipeline, UNet
 from genrun.models.ddpm import DDPMModule
@@ -54,7 +55,7 @@ def test_training_lowers_the_denoising_loss_quickly():
                         timesteps=100)
     before = _held_out_loss(module, data)
     L.Trainer(max_steps=80, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, limit_val_batches=0).fit(module, datamodule=data)
+              enable_model_summary=False, limit_val_batches=0).fit(module, datamodule=LightningData(data))
     after = _held_out_loss(module, data)
     assert after < 0.5 * before, (before, after)
     # The pipeline's held-out figure (what genrun evaluate and the end of training report) agrees.

@@ -8,6 +8,7 @@ import lightning as L
 import pytest
 import torch
 
+from genrun.data.lightning import LightningData
 from genrun.data.toy2d import Toy2DDataModule
 from genrun.errors import GenrunError
 from genrun.models.gan import GANModule
@@ -49,7 +50,8 @@ def test_packed_discriminator_trains_in_the_gan_loop():
     before = [p.clone() for p in d.parameters()]
     L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
               enable_checkpointing=False, limit_val_batches=0, max_steps=8).fit(
-        module, Toy2DDataModule(n_train=200, n_val=0, batch_size=64))  # the last batch of 8 still makes 2 packs
+        # the last batch of 8 still makes 2 packs
+        module, LightningData(Toy2DDataModule(n_train=200, n_val=0, batch_size=64)))
     assert (int(module.d_steps), int(module.g_steps)) == (4, 4)
     assert all(torch.isfinite(p).all() for p in module.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, d.parameters(), strict=True))

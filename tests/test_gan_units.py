@@ -11,6 +11,7 @@ import torch
 
 from genrun.checkpoint import checkpoint_io, load_checkpoint, non_finite_keys
 from genrun.data.base import InMemoryDataModule
+from genrun.data.lightning import LightningData
 from genrun.data.toy2d import KINDS, Toy2DDataModule, generate
 from genrun.errors import GenrunError
 from genrun.families.gan import GANPipeline
@@ -123,7 +124,7 @@ def test_gradient_clipping_holds_under_manual_optimisation(precision):
     before = {k: v.clone() for k, v in module.state_dict().items()}
     data = Toy2DDataModule(n_train=64, n_val=0, n_test=8, batch_size=64)
     trainer = quiet_trainer(max_steps=2, enable_checkpointing=False, precision=precision)
-    trainer.fit(module, data)  # one D step and one G step
+    trainer.fit(module, LightningData(data))  # one D step and one G step
     for prefix in ("discriminator.", "generator."):
         moved = torch.cat([(module.state_dict()[k] - before[k]).flatten() for k in before if k.startswith(prefix)])
         assert 0.005 < moved.norm() <= 0.01 + 1e-6, prefix
@@ -151,7 +152,7 @@ def test_non_finite_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_pa
     trainer = quiet_trainer(max_epochs=3, callbacks=[callback], plugins=[checkpoint_io()],
                             reload_dataloaders_every_n_epochs=1)
     with pytest.raises(GenrunError, match=r"non-finite discriminator loss .* epoch 1, batch 0"):
-        trainer.fit(module, _GoesBad(batch_size=32))
+        trainer.fit(module, LightningData(_GoesBad(batch_size=32)))
     assert int(module.d_steps) == 2  # epoch 0's two batches; the bad batch updated nothing
     saved = load_checkpoint(tmp_path / "last.ckpt")
     assert saved["epoch"] == 0 and not non_finite_keys(saved["state_dict"])
@@ -161,8 +162,8 @@ def test_non_finite_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_pa
 def test_ema_generator_is_what_sampling_rebuilds():
     torch.manual_seed(0)
     module = _toy_module(ema_decay=0.9)
-    quiet_trainer(max_steps=20, enable_checkpointing=False).fit(module, Toy2DDataModule(n_train=640, n_val=64,
-                                                                                         batch_size=64))
+    data = Toy2DDataModule(n_train=640, n_val=64, batch_size=64)
+    quiet_trainer(max_steps=20, enable_checkpointing=False).fit(module, LightningData(data))
     assert module.averaged("generator") is module.ema_generator
     live, ema = module.generator.state_dict(), module.ema_generator.state_dict()
     assert any(not torch.equal(live[k], ema[k]) for k in live)
@@ -179,6 +180,6 @@ def test_other_losses_train_with_n_critic(loss):
     torch.manual_seed(0)
     module = _toy_module(loss=loss, n_critic=2)
     quiet_trainer(max_steps=6, enable_checkpointing=False, limit_val_batches=0).fit(
-        module, Toy2DDataModule(n_train=256, n_val=0, batch_size=64))
+        module, LightningData(Toy2DDataModule(n_train=256, n_val=0, batch_size=64)))
     assert (int(module.d_steps), int(module.g_steps)) == (4, 2)
     assert all(torch.isfinite(p).all() for p in module.parameters())

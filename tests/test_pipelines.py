@@ -120,6 +120,7 @@ def test_the_ema_steps_once_per_optimiser_step_under_gradient_accumulation():
     import lightning as L
 
     from genrun.data.base import InMemoryDataModule
+    from genrun.data.lightning import LightningData
     from genrun.models.autoencoder import AutoencoderModule
 
     class Noise(InMemoryDataModule):
@@ -131,5 +132,5 @@ def test_the_ema_steps_once_per_optimiser_step_under_gradient_accumulation():
                                optimizer=lambda params: torch.optim.SGD(params, 0.01), ema=True)
     L.Trainer(max_steps=3, accumulate_grad_batches=2, accelerator="cpu", logger=False, enable_checkpointing=False,
               enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0).fit(
-        module, datamodule=Noise(batch_size=8))
+        module, datamodule=LightningData(Noise(batch_size=8)))
     assert int(module.ema_steps) == 3  # six batches, three optimiser steps

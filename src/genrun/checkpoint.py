@@ -135,11 +135,15 @@ def checkpoint_io():
     """Lightning's checkpoint I/O with atomic, finite-only, digested saves and weights-only, checked loads."""
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+    from genrun.data.lightning import rename_data_state
+
     class AtomicCheckpointIO(TorchCheckpointIO):
         def save_checkpoint(self, checkpoint, path, storage_options=None):
             atomic_save(checkpoint, path)
 
         def load_checkpoint(self, path, map_location=None, weights_only=None):
-            return load_checkpoint(path, map_location=map_location or "cpu")
+            checkpoint = load_checkpoint(path, map_location=map_location or "cpu")
+            rename_data_state(checkpoint)
+            return checkpoint
 
     return AtomicCheckpointIO()

@@ -8,7 +8,7 @@ before anything is built, and one that is not on it is refused in one line namin
 
 The allow-list has two parts:
 - genrun's own building blocks, by where they live and what they are: an `nn.Module` defined in
-  `genrun.nets` or `genrun.families`, a LightningModule in `genrun.models`, a LightningDataModule in
+  `genrun.nets` or `genrun.families`, a LightningModule in `genrun.models`, a dataset (InMemoryDataModule) in
   `genrun.data`, a Lightning callback in `genrun.callbacks`, and the few functions named in OWN_FUNCTIONS
   (learning-rate schedules).
   A new model's classes are trusted by living in those packages; nothing needs registering.
@@ -45,7 +45,7 @@ OWN_KINDS = {
     "genrun.nets": ("torch.nn", "Module"),
     "genrun.families": ("torch.nn", "Module"),  # a family may define the networks no other family uses
     "genrun.models": ("lightning.pytorch", "LightningModule"),
-    "genrun.data": ("lightning.pytorch", "LightningDataModule"),
+    "genrun.data": ("genrun.data.base", "InMemoryDataModule"),
     "genrun.callbacks": ("lightning.pytorch", "Callback"),
 }
 TORCH_KINDS = {
@@ -57,7 +57,7 @@ _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 def _class_in_source(target: str, module_name: str) -> bool:
     """Whether `module_name`'s source file defines a class named like `target`'s last part, read without
-    importing it: genrun's LightningModules, datamodules and callbacks import Lightning (seconds), and
+    importing it: genrun's LightningModules and callbacks import Lightning (seconds), and
     `genrun sample` checks a stored config that names them without ever building them."""
     import importlib.util
 

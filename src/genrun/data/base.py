@@ -1,8 +1,12 @@
-"""A LightningDataModule for datasets small enough to live in memory as tensors."""
+"""Datasets small enough to live in memory as tensors, readable without Lightning.
+
+`genrun sample` and `evaluate` read test images through these classes and must start in a couple of
+seconds, so nothing here imports Lightning; training hands them to the Trainer through
+`genrun.data.lightning.LightningData`.
+"""
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 
 from genrun.data.loaders import TensorBatchLoader
@@ -18,15 +22,16 @@ def split_off(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int) -> t
     return (x[kept], y[kept]), (x[out], y[out])
 
 
-class InMemoryDataModule(L.LightningDataModule):
+class InMemoryDataModule:
     """Subclasses implement `load()` returning {'train', 'val', 'test'} -> (inputs, labels) tensors.
 
     Tensors are loaded once, moved to the training device, and served by TensorBatchLoader.
     `info()` is a plain dict saved with every checkpoint (shape, classes, source, split sizes).
     """
 
+    trainer = None  # the Lightning Trainer while one runs this dataset (set by LightningData)
+
     def __init__(self, batch_size: int = 128, shuffle_seed: int = 0):
-        super().__init__()
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             from genrun.errors import GenrunError
@@ -47,8 +52,7 @@ class InMemoryDataModule(L.LightningDataModule):
             self.splits = {name: tuple(t.to(device) for t in pair) for name, pair in self.splits.items()}
 
     def _device(self) -> torch.device:
-        trainer = getattr(self, "trainer", None)  # set by Lightning when it runs this datamodule
-        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
     def info(self) -> dict:
         self.setup()

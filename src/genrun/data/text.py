@@ -230,10 +230,6 @@ class TextDataModule(InMemoryDataModule):
     def _what(self) -> str:
         return f"dataset.path={self.path}" if self.path else f"dataset={self.name}"
 
-    def _device(self) -> torch.device:
-        trainer = getattr(self, "trainer", None)
-        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)
         device = self._device()
@@ -250,7 +246,7 @@ class TextDataModule(InMemoryDataModule):
         Not Lightning's epoch counter: a run stopped by max_steps is saved as if its epoch had ended, so
         after a resume that counter is one ahead of the data.
         """
-        trainer = getattr(self, "trainer", None)
+        trainer = self.trainer
         if trainer is None:
             return 0, 0
         done = trainer.fit_loop.epoch_loop.batch_progress.total.completed

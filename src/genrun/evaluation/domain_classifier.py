@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from genrun.checkpoint import atomic_save, load_checkpoint
+from genrun.data.base import InMemoryDataModule
 from genrun.errors import GenrunError
 from genrun.nets.classifier import ConvClassifier
 
@@ -58,19 +59,17 @@ def model_config(data_info: dict) -> dict:
     return OmegaConf.to_container(OmegaConf.create({"model": model, "dataset": shape}).model, resolve=True)
 
 
-class _Tensors:
-    """A datamodule over the given training tensors (built lazily: Lightning is imported only to train)."""
+class _Tensors(InMemoryDataModule):
+    """The given training tensors as a dataset (no validation or test split)."""
 
-    @staticmethod
-    def make(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
-        from genrun.data.base import InMemoryDataModule
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
+        super().__init__(batch_size=batch_size, shuffle_seed=seed)
+        self.tensors = (x, y)
 
-        class Tensors(InMemoryDataModule):
-            def load(self):
-                empty = (x[:0], y[:0])
-                return {"train": (x, y), "val": empty, "test": empty}
-
-        return Tensors(batch_size=batch_size, shuffle_seed=seed)
+    def load(self):
+        x, y = self.tensors
+        empty = (x[:0], y[:0])
+        return {"train": (x, y), "val": empty, "test": empty}
 
 
 def _lightning_quiet():
@@ -97,6 +96,7 @@ def train_recipe(x: torch.Tensor, y: torch.Tensor, data_info: dict, recipe: dict
     are seeded and the caller's random streams are left as they were (torch.random.fork_rng)."""
     import lightning as L
 
+    from genrun.data.lightning import LightningData
     from genrun.runs import quiet_library_logs
     from genrun.trust import build_stored
 
@@ -109,8 +109,8 @@ def train_recipe(x: torch.Tensor, y: torch.Tensor, data_info: dict, recipe: dict
                             max_epochs=recipe["epochs"], logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                             limit_val_batches=0)
-        trainer.fit(module, datamodule=_Tensors.make(x.float().cpu(), y.long().cpu(), recipe["batch_size"],
-                                                      recipe["seed"]))
+        data = _Tensors(x.float().cpu(), y.long().cpu(), recipe["batch_size"], recipe["seed"])
+        trainer.fit(module, datamodule=LightningData(data))
     return module.cpu().eval()
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from genrun.data.lightning import dataset_of
 from genrun.errors import GenrunError
 from genrun.models.base import GenrunModule
 
@@ -98,8 +99,12 @@ class LanguageModelModule(GenrunModule):
         self._val_sum += float(loss) * y.numel()
         self._val_tokens += y.numel()
 
+    def _dataset(self):
+        """The genrun dataset being trained on (its tokenizer, batch order and position), if any."""
+        return dataset_of(getattr(self.trainer, "datamodule", None))
+
     def on_fit_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
+        datamodule = self._dataset()
         order = getattr(datamodule, "batch_order", "contiguous")
         self.unit = "byte" if getattr(getattr(datamodule, "tokenizer", None), "kind", "char") == "byte" else "char"
         if self.carry_state and order != "contiguous":
@@ -109,7 +114,7 @@ class LanguageModelModule(GenrunModule):
     def on_train_epoch_start(self) -> None:
         # A new epoch's rows start elsewhere in the text; a carried state restored from a checkpoint is
         # kept only when resuming mid-epoch.
-        position = getattr(getattr(self.trainer, "datamodule", None), "position", None)
+        position = getattr(self._dataset(), "position", None)
         if position is None or position()[1] == 0:
             self._state["train"] = None
 
@@ -129,7 +134,7 @@ class LanguageModelModule(GenrunModule):
     def _log_text_samples(self) -> None:
         """The same prompt at several temperatures, in TensorBoard's TEXT tab, at every validation."""
         experiment = getattr(self.logger, "experiment", None)
-        datamodule = getattr(self.trainer, "datamodule", None)
+        datamodule = self._dataset()
         if experiment is None or not hasattr(experiment, "add_text") or getattr(datamodule, "tokenizer", None) is None:
             return
         pipeline = self.pipeline(datamodule.info())

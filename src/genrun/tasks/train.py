@@ -166,6 +166,7 @@ def run(cfg: DictConfig):
 
     from genrun.callbacks.run_state import ResumeRecord, RNGState, RunInfo
     from genrun.checkpoint import checkpoint_io, remove_stale_temporaries
+    from genrun.data.lightning import LightningData
     from genrun.families.base import EvalContext, SampleContext, SampleRequest
     from genrun.runs import CHECKPOINT_NAME, print_summary, quiet_library_logs, write_metrics, write_run_file
 
@@ -219,7 +220,7 @@ def run(cfg: DictConfig):
     if not is_worker:
         _warn_if_endless(cfg.trainer)
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+        trainer.fit(model, datamodule=LightningData(datamodule), ckpt_path=resume_from, weights_only=True)
     except SystemExit:
         if trainer.interrupted:  # Lightning turns Ctrl-C into SystemExit(1) once it has shut down
             raise interrupted(trainer, run_dir) from None
