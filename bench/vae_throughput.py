@@ -41,7 +41,7 @@ def main(epochs: int = 10, rounds: int = 5, threads: int | None = None) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
         thread_args = [f"threads={threads}"] if threads else []
         metrics = genrun([*GENRUN_ARGS, f"trainer.max_epochs={epochs}", *thread_args], run_dir)["metrics"]
-        ours.append(metrics["perf/train_items_per_sec"])
+        ours.append(metrics["perf/train_images_per_sec"])
         reference.append(plain(epochs, threads=threads))
         fused.append(plain(epochs, "--fused", threads=threads))
     med = {name: statistics.median(v) for name, v in (("genrun", ours), ("plain", reference), ("fused", fused))}

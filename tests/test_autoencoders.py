@@ -27,13 +27,17 @@ def test_each_model_trains_fast_dev_run_in_a_sweep_and_samples(workdir):
         assert math.isfinite(metrics["test/neg_elbo"]) and metrics["test/neg_elbo"] > 0
         if model != "ae":
             assert metrics["test/nll_iwae"] <= metrics["test/neg_elbo"] + 5.0  # the IWAE bound is the tighter one
-        result = check_ok(run_genrun(["sample", f"model={model}", "num_samples=9", "seed=3"], workdir))
+        result = check_ok(run_genrun(["sample", f"model={model}", f"ckpt={job}", "num_samples=9", "seed=3"], workdir))
         sample_dir = max(run_dirs(workdir, "sample"), key=lambda p: p.stat().st_mtime)
         assert sample_dir.parent.name.startswith(f"{model}_")
         images = torch.from_numpy(np.load(sample_dir / "samples.npy"))
         assert images.shape == (9, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
         assert str(sample_dir / "samples.png") in result.stdout
-        assert str(job / "checkpoints" / "last.ckpt") in result.stdout  # the newest run of exactly that model
+        # fast_dev_run keeps no best.ckpt: the run's final weights, and the console says so
+        assert str(job / "checkpoints" / "last.ckpt") in result.stdout and "the final weights" in result.stdout
+    # Without ckpt=, debug runs are never picked: the error says how many were skipped and how to name one.
+    result = run_genrun(["sample", "model=ae"], workdir)
+    assert result.returncode == 1 and "1 debug run skipped: name one with ckpt=RUN_DIR" in result.stderr
 
 
 def test_run_directory_holds_everything(trained_vae):

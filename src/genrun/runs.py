@@ -14,7 +14,7 @@ CHECKPOINT_NAME = "last.ckpt"
 RUN_FILE = "run.json"
 
 
-def write_run_file(run_dir: Path, model: str | None, dataset: str | None, task: str) -> None:
+def write_run_file(run_dir: Path, model: str | None, dataset: str | None, task: str, debug: bool = False) -> None:
     """Names the run's model and dataset choices, so later commands find runs without guessing."""
     path = Path(run_dir) / RUN_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -22,44 +22,95 @@ def write_run_file(run_dir: Path, model: str | None, dataset: str | None, task: 
         run = json.loads(path.read_text()) if path.is_file() else {}
     except ValueError:
         run = {}
-    run = {**(run if isinstance(run, dict) else {}), "task": task, "model": model, "dataset": dataset}
+    run = {**(run if isinstance(run, dict) else {}), "task": task, "model": model, "dataset": dataset,
+           "debug": debug}
     path.write_text(json.dumps(run) + "\n")
 
 
+BEST_NAME = "best.ckpt"
+# ckpt= words that pick the newest run's checkpoint of that name instead of a path.
+CHECKPOINT_WORDS = {"best": BEST_NAME, "last": CHECKPOINT_NAME}
+
+
+def is_debug_run(run_dir: Path) -> bool:
+    """Whether a run was a debug run (debug=..., trainer.fast_dev_run): never picked without being named."""
+    try:
+        run = json.loads((run_dir / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        run = {}
+    if isinstance(run, dict) and "debug" in run:
+        return bool(run["debug"])
+    try:  # runs from before run.json recorded it
+        overrides = (run_dir / ".hydra" / "overrides.yaml").read_text()
+    except OSError:
+        return False
+    return any(word in overrides for word in ("- debug=", "- +debug=", "fast_dev_run=true", "fast_dev_run=1"))
+
+
 def _runs_of(output_root: Path, model: str | None, dataset: str | None) -> list[Path]:
+    """Run directories of model (and dataset) under output_root that hold a final checkpoint."""
     found = []
     for run_file in [*output_root.glob(f"train/*/*/{RUN_FILE}"), *output_root.glob(f"multirun/train/*/*/{RUN_FILE}")]:
         try:
             run = json.loads(run_file.read_text())
         except (OSError, ValueError):
             continue
-        checkpoint = run_file.parent / "checkpoints" / CHECKPOINT_NAME
         if (model in (None, run.get("model")) and dataset in (None, run.get("dataset"))
-                and checkpoint.is_file()):
-            found.append(checkpoint)
+                and (run_file.parent / "checkpoints" / CHECKPOINT_NAME).is_file()):
+            found.append(run_file.parent)
     return found
+
+
+def _in_run(run_dir: Path, wanted: str | None) -> tuple[Path, str]:
+    """A run directory's best checkpoint (or `wanted`, a file name), and why that one."""
+    folder = run_dir / "checkpoints"
+    if wanted is None and (folder / BEST_NAME).is_file():
+        return folder / BEST_NAME, f"{BEST_NAME}, the best by the run's monitored metric (ckpt=last for the final)"
+    name = wanted or CHECKPOINT_NAME
+    if not (folder / name).is_file():
+        raise GenrunError(f"ckpt: no checkpoints/{name} in {run_dir}")
+    why = "the final weights" if name == CHECKPOINT_NAME else "as asked"
+    return folder / name, f"{name}, {why}" + ("" if wanted else " (the run kept no best.ckpt)")
+
+
+def choose_checkpoint(ckpt: str | None, output_root: str | Path, model: str | None = None,
+                      dataset: str | None = None) -> tuple[Path, str]:
+    """(the checkpoint sample/evaluate use, a sentence saying why).
+
+    `ckpt` is a file, a run directory (its best.ckpt, else last.ckpt), or `best` / `last` / null for the
+    newest run of model (and dataset) that is not a debug run.
+    """
+    word = CHECKPOINT_WORDS.get(str(ckpt)) if ckpt else None
+    if ckpt and word is None:
+        path = Path(ckpt).expanduser()
+        if path.is_dir():
+            if not any((path / "checkpoints" / name).is_file() for name in (CHECKPOINT_NAME, BEST_NAME)):
+                raise GenrunError(f"ckpt={ckpt}: no checkpoints/{CHECKPOINT_NAME} in that directory")
+            chosen, why = _in_run(path, None)
+            return chosen, f"{why}; run {path}"
+        if not path.is_file():
+            raise GenrunError(f"ckpt={ckpt}: no such file, run directory, or word (best, last)")
+        return path, "the file named by ckpt="
+    found = _runs_of(Path(output_root), model, dataset)
+    real = [run for run in found if not is_debug_run(run)]
+    what = " ".join(f"{k}={v}" for k, v in (("model", model), ("dataset", dataset)) if v)
+    if not real:
+        train = f"genrun train {what}".strip()
+        plural = "s" if len(found) > 1 else ""
+        debug = f" ({len(found)} debug run{plural} skipped: name one with ckpt=RUN_DIR)" if found else ""
+        raise GenrunError(f"no trained checkpoint{' of ' + what if what else ''} under {output_root}{debug}; "
+                          f"train one with: {train}  (or pass ckpt=FILE|RUN_DIR)")
+    newest = max(real, key=lambda run: (run / "checkpoints" / CHECKPOINT_NAME).stat().st_mtime)
+    chosen, why = _in_run(newest, word)
+    skipped = len(found) - len(real)
+    note = f", {skipped} debug run{'s' if skipped > 1 else ''} skipped" if skipped else ""
+    return chosen, f"{why}; newest {what + ' ' if what else ''}run{note}: {newest}"
 
 
 def locate_checkpoint(ckpt: str | None, output_root: str | Path, model: str | None = None,
                       dataset: str | None = None) -> Path:
-    """`ckpt` as a file or run directory, else the newest `last.ckpt` of model (and dataset) under outputs."""
-    if ckpt:
-        path = Path(ckpt).expanduser()
-        if path.is_dir():
-            candidate = path / "checkpoints" / CHECKPOINT_NAME
-            if not candidate.is_file():
-                raise GenrunError(f"ckpt={ckpt}: no checkpoints/{CHECKPOINT_NAME} in that directory")
-            return candidate
-        if not path.is_file():
-            raise GenrunError(f"ckpt={ckpt}: no such file or run directory")
-        return path
-    found = _runs_of(Path(output_root), model, dataset)
-    if not found:
-        what = " ".join(f"{k}={v}" for k, v in (("model", model), ("dataset", dataset)) if v)
-        train = f"genrun train {what}".strip()
-        raise GenrunError(f"no trained checkpoint{' of ' + what if what else ''} under {output_root}; "
-                          f"train one with: {train}  (or pass ckpt=FILE|RUN_DIR)")
-    return max(found, key=lambda p: p.stat().st_mtime)
+    """The checkpoint choose_checkpoint picks."""
+    return choose_checkpoint(ckpt, output_root, model, dataset)[0]
 
 
 def _plain_number(value):
@@ -83,8 +134,19 @@ def format_value(value) -> str:
     return str(value)
 
 
+class LibraryNoise:
+    """A logging filter for the console: Lightning's INFO notices (accelerators found, tips, why fitting
+    stopped, the model summary table) tell a genrun user nothing they asked for. They stay in train.log."""
+
+    def filter(self, record) -> bool:
+        import logging
+
+        return not (record.name.startswith("lightning") and record.levelno < logging.WARNING)
+
+
 def quiet_library_logs() -> None:
-    """Lightning logs to its own console handler and to Hydra's: keep only Hydra's (console + file)."""
+    """Lightning logs to its own console handler and to Hydra's: keep only Hydra's, whose file handler keeps
+    every line and whose console handler drops Lightning's notices (LibraryNoise)."""
     import logging
     import warnings
 
@@ -92,24 +154,56 @@ def quiet_library_logs() -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    for handler in logging.getLogger().handlers:
+        console = isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+        if console and not any(isinstance(f, LibraryNoise) for f in handler.filters):
+            handler.addFilter(LibraryNoise())
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 
 
-def print_summary(title: str, lines: dict[str, str], metrics: dict, run_dir: Path, next_steps: list[str]) -> None:
-    """One short block at the end of a task: where things are, the numbers, what to run next."""
+def test_is_validation(data_info: dict) -> bool:
+    """Whether the run's "test" split is its validation split (the bundled digits without test files, text)."""
+    return str((data_info or {}).get("test_split", "")).startswith("validation")
+
+
+def summary_metrics(metrics: dict, data_info: dict | None = None) -> list[tuple[str, object]]:
+    """(name, value) in reading order, constants left out (they stay in metrics.json).
+
+    When the test split is the validation split, the end-of-run figures are named `val/...` (they were
+    measured on it) and replace the training loop's own val/ figure of the same name.
+    """
+    from genrun.headlines import reading_order
+
+    shown = {k: v for k, v in metrics.items() if "/" in k and not k.endswith(("_step", "_epoch"))}
+    ordered = reading_order(shown)
+    if not test_is_validation(data_info or {}):
+        return [(name, shown[name]) for name in ordered]
+    renamed = {name: "val/" + name[5:] if name.startswith("test/") else name for name in ordered}
+    replaced = {new for old, new in renamed.items() if old != new}
+    return [(renamed[name], shown[name]) for name in ordered if renamed[name] == name and name not in replaced
+            or renamed[name] != name]
+
+
+def print_summary(title: str, lines: dict[str, str], metrics, run_dir: Path, next_steps: list[str]) -> None:
+    """One short block at the end of a task: where things are, the numbers (headline first), what next.
+
+    `metrics`: (name, value) pairs in the order to show (see summary_metrics), or a dict to be put in it.
+    """
     from rich.console import Console
     from rich.table import Table
 
+    if isinstance(metrics, dict):
+        metrics = summary_metrics(metrics)
     console = Console()
     console.print(f"[bold]{title}[/bold]")
     console.print(f"  run directory: {run_dir}", highlight=False, soft_wrap=True)
     table = Table(show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    for key, value in lines.items():
-        table.add_row(key, str(value))
-    for key, value in sorted(metrics.items()):
+    for index, (key, value) in enumerate(lines.items()):
+        table.add_row(key, str(value), end_section=index == len(lines) - 1)
+    for key, value in metrics:
         table.add_row(key, format_value(value))
     console.print(table)
     for step in next_steps:

@@ -8,6 +8,9 @@ vae_throughput.md). Two callbacks add to it needlessly:
 - `RichProgressBar` recomputes and converts all progress-bar metrics after every batch, although they only
   change when something is logged. genrun refreshes them every `log_every_n_steps` batches and at epoch ends,
   and shows the training scalars that `TrainScalars` keeps (they bypass Lightning's metric collection).
+
+The bar also counts the way the run is bounded: epochs from 1 ("Epoch 1/2" for max_epochs=2), or, when
+`max_steps` ends the run before `max_epochs` would, one bar of optimiser steps across epochs ("Step 57/200").
 """
 
 from __future__ import annotations
@@ -35,10 +38,41 @@ class LeanRichProgressBar(RichProgressBar):
     GIL from the training loop while it renders).
     """
 
+    def steps_bound(self) -> bool:
+        """Whether max_steps, not max_epochs, ends this run (Lightning's estimate takes the smaller)."""
+        trainer = self.trainer
+        max_steps = trainer.max_steps or -1
+        return max_steps > 0 and trainer.estimated_stepping_batches == max_steps
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        if self.steps_bound():
+            return "Step"
+        description = f"Epoch {current_epoch + 1}"
+        if self.trainer.max_epochs not in (None, -1):
+            description += f"/{self.trainer.max_epochs}"
+        return f"{description:{len(self.validation_description)}}"
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if not self.steps_bound():
+            return super().on_train_epoch_start(trainer, pl_module)
+        if self.is_disabled or self.progress is None:
+            return None
+        if self.train_progress_bar_id is None:  # one bar for the whole run, kept across epochs
+            self.train_progress_bar_id = self._add_task(trainer.max_steps, self._get_train_description(0))
+            self._update(self.train_progress_bar_id, trainer.global_step)
+        return None
+
+    def _initialize_train_progress_bar_id(self) -> None:
+        if self.steps_bound():
+            self.on_train_epoch_start(self.trainer, None)
+        else:
+            super()._initialize_train_progress_bar_id()
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not self.is_disabled and self.train_progress_bar_id is None:
             self._initialize_train_progress_bar_id()  # resumed mid-epoch
-        self._update(self.train_progress_bar_id, batch_idx + 1)
+        done = trainer.global_step if self.steps_bound() else batch_idx + 1
+        self._update(self.train_progress_bar_id, done)
         every = max(1, int(trainer.log_every_n_steps or 1))
         if (batch_idx + 1) % every == 0 or batch_idx + 1 == self.total_train_batches:
             self._update_metrics(trainer, pl_module)

@@ -219,6 +219,7 @@ class TextDataModule(InMemoryDataModule):
             "vocab": getattr(tokenizer, "vocab", None), "vocab_size": tokenizer.vocab_size,
             "split": f"contiguous: first {1 - self.val_fraction:.0%} train, last {self.val_fraction:.0%} "
                      "validation (test = validation)",
+            "test_split": "validation split (a text has no separate test part)",
             "val_fraction": self.val_fraction, "characters": len(corpus),
             "tokens": {"train": len(train), "val": len(val)}, "block_size": self.block_size,
             "batch_order": self.batch_order,

@@ -23,6 +23,8 @@ class GenrunModule(LeanLightningModule):
     """Base of genrun's LightningModules; `ema_of` names the component whose weights are averaged."""
 
     ema_of: str | None = None
+    # What each optimiser steers, in configure_optimizers' order: learning rates are logged as lr/<name>.
+    optimizer_names: tuple[str, ...] = ("model",)
 
     def __init__(self, optimizer: Callable | None = None, scheduler: Callable | None = None,
                  scheduler_interval: str = "step", ema: bool = False, ema_decay: float = 0.999,

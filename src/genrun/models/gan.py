@@ -50,6 +50,8 @@ def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.T
 class GANModule(GenrunModule):
     """Trains `generator` against `discriminator`; batches are (items in the dataset's range, labels)."""
 
+    optimizer_names = ("generator", "discriminator")
+
     ema_of = "generator"
 
     def __init__(self, generator: Generator, discriminator: nn.Module, g_optimizer: Callable,

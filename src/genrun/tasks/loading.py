@@ -10,13 +10,14 @@ import torch
 from genrun.checkpoint import load_checkpoint
 from genrun.errors import GenrunError
 from genrun.pipeline import Pipeline, load_pipeline
-from genrun.runs import locate_checkpoint
+from genrun.runs import choose_checkpoint
 from genrun.trust import check_stored_config
 
 
 @dataclass
 class LoadedModel:
     path: Path
+    why: str  # why this checkpoint: said on the console, so a default choice is never silent
     pipeline: Pipeline
     run_config: dict
     data_info: dict
@@ -37,7 +38,9 @@ def pick_device(name: str) -> torch.device:
 
 def load_model(cfg, choices) -> LoadedModel:
     """The checkpoint `ckpt=` names (or the newest run of model/dataset), rebuilt as its pipeline."""
-    path = locate_checkpoint(cfg.get("ckpt"), cfg.paths.output_root, choices.get("model"), choices.get("dataset"))
+    path, why = choose_checkpoint(cfg.get("ckpt"), cfg.paths.output_root, choices.get("model"),
+                                  choices.get("dataset"))
+
     payload = load_checkpoint(path)
     info = payload.get("genrun")
     if not isinstance(info, dict) or "config" not in info:
@@ -47,7 +50,15 @@ def load_model(cfg, choices) -> LoadedModel:
     _check_choices(cfg, choices, stored_choices, path)
     data_info = info.get("data", {}) or {}
     pipeline = load_pipeline(payload, path)
-    return LoadedModel(path, pipeline, info["config"], data_info, stored_choices)
+    return LoadedModel(path, why, pipeline, info["config"], data_info, stored_choices)
+
+
+def say_which(loaded: LoadedModel) -> None:
+    """Which checkpoint a task uses and why: on stdout, beside the files it writes (stderr keeps a refused
+    setting's error to its one line)."""
+    from rich.console import Console
+
+    Console(highlight=False).print(f"checkpoint: {loaded.path}\n  ({loaded.why})", soft_wrap=True)
 
 
 def _check_choices(cfg, choices, stored: dict, path: Path) -> None:

@@ -65,21 +65,21 @@ def run(cfg: DictConfig):
 
     from genrun.families.base import SampleContext
     from genrun.runs import write_metrics
-    from genrun.tasks.loading import load_model, pick_device, split_loader
+    from genrun.tasks.loading import load_model, pick_device, say_which, split_loader
 
     choices = HydraConfig.get().runtime.choices
     out_dir = Path(cfg.paths.run_dir)
     loaded = load_model(cfg, choices)
     request = request_for(cfg, loaded.pipeline, model_name(loaded))
+    say_which(loaded)
     torch.manual_seed(request.seed)
     context = SampleContext(out_dir=out_dir, device=pick_device(str(cfg.get("device", "auto"))),
                             data_info=loaded.data_info, load_split=split_loader(loaded.run_config))
     files = loaded.pipeline.sample(request, context)
     write_metrics(out_dir, {"task": "sample", "status": "completed", "checkpoint": str(loaded.path),
-                            "request": effective_request(request),
+                            "checkpoint_choice": loaded.why, "request": effective_request(request),
                             "config": OmegaConf.to_container(cfg, resolve=False) | {"paths": None},
                             "files": {k: str(v) for k, v in files.items()}, "notes": context.notes})
-    print(f"checkpoint: {loaded.path}")
     for name, path in files.items():
         print(f"{name}: {path}")
     for note in context.notes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -163,13 +164,16 @@ def run(cfg: DictConfig):
     import lightning as L
     import torch
     from hydra.core.hydra_config import HydraConfig
+    from lightning.pytorch.callbacks import ModelSummary
 
     from genrun.callbacks.run_state import ResumeRecord, RNGState, RunInfo
     from genrun.checkpoint import checkpoint_io, remove_stale_temporaries
     from genrun.data.lightning import LightningData
     from genrun.families.base import EvalContext, SampleContext, SampleRequest
-    from genrun.runs import CHECKPOINT_NAME, print_summary, quiet_library_logs, write_metrics, write_run_file
+    from genrun.runs import CHECKPOINT_NAME, quiet_library_logs, write_metrics, write_run_file
+    from genrun.tasks.train_console import announce, summarise
 
+    started = time.monotonic()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(cfg.paths.run_dir)
     choices = hydra_cfg.runtime.choices
@@ -183,7 +187,8 @@ def run(cfg: DictConfig):
             raise GenrunError(f"resume={cfg.resume}: no checkpoint at {resume_from}; nothing to resume")
     if not is_worker:
         remove_stale_temporaries(checkpoint_dir)
-        write_run_file(run_dir, choices.get("model"), choices.get("dataset"), "train")
+        debug = bool(choices.get("debug")) or bool(cfg.trainer.get("fast_dev_run"))
+        write_run_file(run_dir, choices.get("model"), choices.get("dataset"), "train", debug=debug)
         _prepare_ddp_children("train", run_dir)
 
     quiet_library_logs()
@@ -209,6 +214,9 @@ def run(cfg: DictConfig):
             "choices": {"model": choices.get("model"), "dataset": choices.get("dataset")}}
     has_validation = datamodule.has_validation()
     callbacks = [*_callbacks(cfg, has_validation), RunInfo(info), RNGState(int(cfg.seed))]
+    if cfg.trainer.get("enable_model_summary", True):
+        # Lightning's plain summary logs its table (to train.log); the rich one would print it on the console.
+        callbacks.append(ModelSummary(max_depth=1))
     if cfg.resume and not is_worker:
         callbacks.append(ResumeRecord(run_dir, _job_overrides()))
     # No validation split (dataset.val_fraction=0): switch the loop off rather than hand Lightning an empty one.
@@ -217,8 +225,10 @@ def run(cfg: DictConfig):
                           plugins=[checkpoint_io()], default_root_dir=str(run_dir),
                           strategy=ddp_strategy_for(model, cfg.trainer.get("strategy")), **no_validation)
     environment = dict(os.environ)
+    title = f"genrun train: {choices.get('model')} on {choices.get('dataset')}"
     if not is_worker:
         _warn_if_endless(cfg.trainer)
+        announce(title, model, data_info, trainer.strategy.root_device, cfg.trainer)
     try:
         trainer.fit(model, datamodule=LightningData(datamodule), ckpt_path=resume_from, weights_only=True)
     except SystemExit:
@@ -264,16 +274,7 @@ def run(cfg: DictConfig):
     _log_to_tensorboard(trainer, config, metrics, files)
     write_metrics(run_dir, {"task": "train", "status": "completed", "metrics": metrics,
                             "epochs": trainer.current_epoch, "global_step": trainer.global_step, "data": data_info})
-    tb_dir = run_dir / "tensorboard"
-    print_summary(
-        f"genrun train: {choices.get('model')} on {choices.get('dataset')}",
-        {"data": f"{data_info.get('source')} {data_info.get('split_sizes')}"},
-        {k: v for k, v in metrics.items() if not k.endswith(("_step", "_epoch")) and "/" in k},
-        run_dir,
-        [*([f"tensorboard --logdir {tb_dir}"] if tb_dir.exists() else []),
-         *([f"logged metrics: {run_dir / 'csv' / 'metrics.csv'}"] if (run_dir / "csv").exists() else []),
-         f"genrun sample ckpt={run_dir}", f"genrun sample --help ckpt={run_dir}   (this model's knobs)"],
-    )
+    summarise(title, metrics, data_info, run_dir, time.monotonic() - started, trainer)
     return metrics.get(cfg.get("optimized_metric"))
 
 
