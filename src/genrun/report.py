@@ -62,6 +62,7 @@ class View:
     metrics: list[str]  # metric columns, the optimised metric first
     selection: str  # "default", "all" or the --metrics list: names the files
     best: Job | None = None
+    dropped: list[str] = field(default_factory=list)  # headline metrics left out as copies of the optimised one
 
     def value(self, job: Job, metric: str) -> float | None:
         value = job.metrics.get(metric) if job.status == "completed" else None
@@ -183,7 +184,11 @@ def optimized_metric(config: dict) -> tuple[str, str, str]:
 
 
 def metric_direction(name: str) -> str | None:
-    """"min", "max" or None (unknown) for a metric that is not the optimised one, by what its name measures."""
+    """"min", "max" or None (unknown) for a metric that is not the optimised one, by what its name measures.
+
+    Training losses get none: a GAN's discriminator loss is not better for being low."""
+    if name.split("/", 1)[0] not in ("val", "test", "eval") and not name.endswith("_per_sec"):
+        return None
     if _HIGHER.search(name):
         return "max"
     return "min" if _LOWER.search(name) else None
@@ -265,8 +270,10 @@ def build_view(sweep_dir: Path, wanted: list[str] | None = None, show_all: bool 
         keys, constant = keys + list(constant), {}
     metrics = choose_metrics(jobs, optimized, wanted, show_all)
     selection = "all" if show_all else (",".join(wanted) if wanted else "default")
+    dropped = [] if wanted or show_all else [m for m in headline(known_metrics(jobs))
+                                             if m != optimized and _same_values(jobs, m, optimized)]
     return View(sweep_dir, jobs, keys, constant, optimized, direction, source, metrics, selection,
-                best_job(jobs, optimized, direction))
+                best_job(jobs, optimized, direction), dropped)
 
 
 # --- formatting --------------------------------------------------------------------------------------------
@@ -310,7 +317,7 @@ def file_stem(selection: str) -> str:
     """`report` for the default view, `report-all`, or `report-<metrics>`: one set of files per view."""
     if selection == "default":
         return "report"
-    slug = re.sub(r"[^A-Za-z0-9.]+", "_", selection.replace(",", "+")).strip("_")
+    slug = re.sub(r"[^A-Za-z0-9.+]+", "_", selection.replace(",", "+")).strip("_")
     if len(slug) > 60:
         slug = f"{slug[:48]}-{hashlib.sha1(selection.encode()).hexdigest()[:8]}"
     return f"report-{slug}"

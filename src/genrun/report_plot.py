@@ -18,19 +18,21 @@ from genrun.report import (
     metric_direction,
     metric_unit,
     short_names,
+    split_overrides,
 )
 
 MAX_PANELS = 6  # more panels than this are unreadable in one picture; the csv has every column
 
 
 def _tick_labels(view: View) -> tuple[list[str], str]:
-    names = short_names(view.keys)
-    if not view.keys:
+    """Each job by the overrides that vary (never the shared ones, even under --all)."""
+    keys = split_overrides(view.jobs)[0]
+    names = short_names(keys)
+    if not keys:
         return [job.name for job in view.jobs], "job"
-    if len(view.keys) == 1:
-        key = view.keys[0]
-        return [job.overrides.get(key, "") for job in view.jobs], names[key]
-    labels = ["\n".join(f"{names[k]}={job.overrides.get(k, '')}" for k in view.keys) for job in view.jobs]
+    if len(keys) == 1:
+        return [job.overrides.get(keys[0], "") for job in view.jobs], names[keys[0]]
+    labels = ["\n".join(f"{names[k]}={job.overrides.get(k, '')}" for k in keys) for job in view.jobs]
     return labels, "varying overrides"
 
 
@@ -50,8 +52,9 @@ def _panel(ax, view: View, metric: str, labels: list[str], xlabel: str) -> None:
     for x, job, value in zip(xs, view.jobs, values, strict=True):
         if value is None or not math.isfinite(value):
             why = "no value" if job.status == "completed" else job.status
-            ax.plot(x, 0.04, marker="x", color="tab:red", markersize=9, transform=ax.get_xaxis_transform())
-            ax.text(x, 0.09, why, color="tab:red", fontsize=8, ha="center", transform=ax.get_xaxis_transform())
+            ax.axvspan(x - 0.35, x + 0.35, color="tab:red", alpha=0.08, linewidth=0)
+            ax.text(x, 0.5, why, color="tab:red", fontsize=9, ha="center", va="center", rotation=90,
+                    transform=ax.get_xaxis_transform())
             continue
         best = optimised and job is view.best
         ax.plot(x, value, marker="*" if best else "o", markersize=18 if best else 8, linestyle="none",

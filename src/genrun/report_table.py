@@ -73,8 +73,8 @@ def print_report(view: View, result: dict, console=None) -> list[str]:
     says = direction_text(view.direction)
     if view.direction_source == "default":
         says += ", as sweepers minimise by default"
-    console.print(escape(f"{view.sweep_dir.name}: {len(view.jobs)} jobs, {failed} not completed; "
-                         f"optimised {view.optimized} ({says})"), soft_wrap=False)
+    console.print(escape(f"{view.sweep_dir.name}: {len(view.jobs)} jobs ({failed} not completed); "
+                         f"{view.optimized}, {says}"), soft_wrap=False)
     if view.selection == "all":
         metrics = view.metrics
         table = _table(view, metrics, names)
@@ -97,6 +97,8 @@ def print_report(view: View, result: dict, console=None) -> list[str]:
         console.print(escape(f"no completed job logged {view.optimized}: no best run"))
     if view.constant:
         console.print(escape("same in every job: " + " ".join(f"{k}={v}" for k, v in view.constant.items())))
+    for metric in view.dropped:
+        console.print(escape(f"{metric} equals {view.optimized} in every job (not repeated)"))
     left = [m for m in view.metrics if m not in metrics]
     hidden = len([m for m in known_metrics(view.jobs) if m not in view.metrics])
     if left or (hidden and view.selection == "default"):
