@@ -56,7 +56,7 @@ def _panel(ax, view: View, metric: str, labels: list[str], xlabel: str) -> None:
             ax.text(x, 0.5, why, color="tab:red", fontsize=9, ha="center", va="center", rotation=90,
                     transform=ax.get_xaxis_transform())
             continue
-        best = optimised and job is view.best
+        best = job is view.best  # starred in every panel: how the chosen run fares on the other metrics
         ax.plot(x, value, marker="*" if best else "o", markersize=18 if best else 8, linestyle="none",
                 color="gold" if best else "tab:blue", markeredgecolor="black" if best else "tab:blue", zorder=3)
         ax.annotate(fmt_value(value, digits), (x, value), textcoords="offset points", xytext=(0, 10), ha="center",
@@ -75,6 +75,8 @@ def _panel(ax, view: View, metric: str, labels: list[str], xlabel: str) -> None:
     long = max((len(line) for label in labels for line in label.split("\n")), default=0)
     rotation = 0 if len(labels) * max(long, 1) <= 48 else 35
     ax.set_xticks(list(xs), labels, fontsize=8, rotation=rotation, ha="right" if rotation else "center")
+    if view.best is not None:
+        ax.get_xticklabels()[view.jobs.index(view.best)].set_fontweight("bold")
     ax.set_xlim(-0.6, len(view.jobs) - 0.4)
     ax.set_xlabel(xlabel, fontsize=9)
     ax.grid(axis="y", alpha=0.3)

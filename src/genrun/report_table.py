@@ -31,7 +31,7 @@ def _table(view: View, metrics: list[str], names: dict[str, str]):
         table.add_column(names[key], overflow="ellipsis", no_wrap=True, min_width=min(len(names[key]), 6))
     for metric in metrics:
         arrow = {"min": " ↓", "max": " ↑"}[view.direction] if metric == view.optimized else ""
-        table.add_column(metric + arrow, justify="right", no_wrap=True)
+        table.add_column(metric.replace("/", "/\n", 1) + arrow, justify="right", no_wrap=True)
     if with_status:
         table.add_column("status", no_wrap=True)
     digits = {m: column_digits([view.value(job, m) for job in view.jobs]) for m in metrics}
@@ -72,9 +72,9 @@ def print_report(view: View, result: dict, console=None) -> list[str]:
     failed = sum(job.status != "completed" for job in view.jobs)
     says = direction_text(view.direction)
     if view.direction_source == "default":
-        says += ", as sweepers minimise by default"
-    console.print(escape(f"{view.sweep_dir.name}: {len(view.jobs)} jobs ({failed} not completed); "
-                         f"{view.optimized}, {says}"), soft_wrap=False)
+        says += " (sweepers minimise unless told otherwise)"
+    console.print(escape(f"sweep {view.sweep_dir.name}: {len(view.jobs)} jobs, {failed} not completed"))
+    console.print(escape(f"optimised: {view.optimized}, {says}"))
     if view.selection == "all":
         metrics = view.metrics
         table = _table(view, metrics, names)
@@ -102,7 +102,7 @@ def print_report(view: View, result: dict, console=None) -> list[str]:
     left = [m for m in view.metrics if m not in metrics]
     hidden = len([m for m in known_metrics(view.jobs) if m not in view.metrics])
     if left or (hidden and view.selection == "default"):
-        more = f"{', '.join(left)} did not fit; " if left else ""
+        more = f"{len(left)} headline metrics did not fit (see the csv); " if left else ""
         console.print(escape(f"{more}{hidden} more metrics: --metrics a,b or --all"))
     console.print(escape(f"table: {result['csv']}"), soft_wrap=True)
     console.print(escape(f"plot: {result['png']}"), soft_wrap=True)
