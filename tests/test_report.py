@@ -199,6 +199,11 @@ def test_no_view_replaces_the_files_of_another(tmp_path, monkeypatch, capsys):
     assert code == 1 and own.read_bytes() == b"my own figure"
     assert err.strip() == f"genrun: error: {own}: exists and was not made by genrun report; pass --force to replace " \
                           "it, or --out to write elsewhere"
+    notes = tmp_path / "notes.json"
+    notes.write_text("{}")
+    code, out, err = genrun_in_process(["report", str(sweep), "--out", str(tmp_path / "notes.png")], tmp_path,
+                                       monkeypatch, capsys)
+    assert code == 1 and notes.read_text() == "{}" and "notes.json: exists and was not made by" in err
     code, out, err = genrun_in_process(["report", str(sweep), "--out", str(own), "--force"], tmp_path, monkeypatch,
                                        capsys)
     assert code == 0 and own.read_bytes() != b"my own figure" and (tmp_path / "mine.csv").is_file()

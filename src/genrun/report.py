@@ -337,7 +337,7 @@ def output_paths(view: View, out: Path | None, force: bool) -> dict[str, Path]:
     if force:
         return paths
     made_by = _sidecar_selection(paths["json"])
-    for path in (paths["csv"], paths["png"]):
+    for path in (paths["csv"], paths["png"], paths["json"]):
         if path.exists() and made_by != view.selection:
             why = f"was made by another view ({made_by})" if made_by else "was not made by genrun report"
             raise GenrunError(f"{path}: exists and {why}; pass --force to replace it, or --out to write elsewhere")
