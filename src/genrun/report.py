@@ -325,9 +325,10 @@ def file_stem(selection: str) -> str:
 
 def _sidecar_selection(path: Path) -> str | None:
     try:
-        return str(json.loads(path.read_text()).get("selection"))
+        selection = json.loads(path.read_text()).get("selection")
     except (OSError, ValueError, AttributeError):
         return None
+    return selection if isinstance(selection, str) else None
 
 
 def output_paths(view: View, out: Path | None, force: bool) -> dict[str, Path]:
