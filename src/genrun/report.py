@@ -28,9 +28,10 @@ USAGE = "genrun report MULTIRUN_DIR [--metrics a,b | --all] [--out PLOT.png] [--
 DEFAULT_METRIC = "val/loss"  # configs/train.yaml's optimized_metric
 RUNNING_WINDOW_S = 600  # a job without metrics.json whose files changed this recently is taken as running
 
-_HIGHER = re.compile(r"(^|/)(\w*acc|precision|recall|inception_score|classes_covered|\w*_per_sec)$")
+_HIGHER = re.compile(r"(^|/)(\w*acc|precision|recall|inception_score|classes_covered|modes_covered|hq_fraction"
+                     r"|\w*_per_sec)$")
 _LOWER = re.compile(r"(^|/)(\w*loss|\w*fid\w*|kid|nll\w*|bits_per_\w+|nats_per_\w+|perplexity|swd|\w*mse"
-                    r"|near_copy_fraction|coverage_kl|memorization_ratio)$")
+                    r"|near_copy_fraction|coverage_kl|mode_kl|memorization_ratio)$")
 _UNITS = (("bits_per_", "bits/"), ("nats_per_", "nats/"), ("nll", "nats"), ("_per_sec", "/s"))
 
 
@@ -187,7 +188,7 @@ def metric_direction(name: str) -> str | None:
     """"min", "max" or None (unknown) for a metric that is not the optimised one, by what its name measures.
 
     Training losses get none: a GAN's discriminator loss is not better for being low."""
-    if name.split("/", 1)[0] not in ("val", "test", "eval") and not name.endswith("_per_sec"):
+    if name.split("/", 1)[0] not in ("val", "test", "eval", "toy") and not name.endswith("_per_sec"):
         return None
     if _HIGHER.search(name):
         return "max"
