@@ -88,7 +88,7 @@ def build_figure(view: View):
 
     panels = view.metrics[:MAX_PANELS]
     labels, xlabel = _tick_labels(view)
-    cols = 1 if len(view.jobs) > 12 else min(len(panels), 3)
+    cols = 1 if len(view.jobs) > 12 else (2 if len(panels) == 4 else min(len(panels), 3))
     rows = math.ceil(len(panels) / cols)
     panel_width = min(max(5.5, 0.5 * len(view.jobs) + 2.0), 14.0)
     label_lines = max(label.count("\n") + 1 for label in labels)

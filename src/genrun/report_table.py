@@ -73,7 +73,8 @@ def print_report(view: View, result: dict, console=None) -> list[str]:
     says = direction_text(view.direction)
     if view.direction_source == "default":
         says += " (sweepers minimise unless told otherwise)"
-    console.print(escape(f"sweep {view.sweep_dir.name}: {len(view.jobs)} jobs, {failed} not completed"))
+    done = f"{failed} not completed" if failed else "all completed"
+    console.print(escape(f"sweep {view.sweep_dir.name}: {len(view.jobs)} jobs, {done}"))
     console.print(escape(f"optimised: {view.optimized}, {says}"))
     if view.selection == "all":
         metrics = view.metrics
