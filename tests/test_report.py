@@ -216,6 +216,9 @@ def test_an_unknown_metric_is_one_line_with_the_near_names(tmp_path, monkeypatch
     assert code == 1 and err.count("\n") == 1
     assert err.startswith("genrun: error: --metrics: no job logged test/nll_iwea (did you mean test/nll_iwae")
     assert not list(sweep.glob("report*"))
+    code, _out, err = genrun_in_process(["report", str(sweep / "0_vae_mnist")], tmp_path, monkeypatch, capsys)
+    assert code == 1 and err.strip().endswith("0_vae_mnist: a single run, not a sweep (pass a multirun directory: "
+                                              "outputs/multirun/train/...)")
 
 
 def test_the_end_of_a_sweep_names_the_best_job_and_the_report_command(tmp_path, capsys):

@@ -32,7 +32,7 @@ _HIGHER = re.compile(r"(^|/)(\w*acc|precision|recall|inception_score|classes_cov
                      r"|\w*_per_sec)$")
 _LOWER = re.compile(r"(^|/)(\w*loss|\w*fid\w*|kid|nll\w*|bits_per_\w+|nats_per_\w+|perplexity|swd|\w*mse"
                     r"|near_copy_fraction|coverage_kl|mode_kl|memorization_ratio)$")
-_UNITS = (("bits_per_", "bits/"), ("nats_per_", "nats/"), ("nll", "nats"), ("_per_sec", "/s"))
+_UNITS = (("bits_per_", "bits/"), ("nats_per_", "nats/"), ("nll", "nats"), ("items_per_sec", "items/s"))
 
 
 @dataclass
@@ -128,6 +128,9 @@ def find_jobs(sweep_dir: Path) -> list[Job]:
     if not sweep_dir.is_dir():
         raise GenrunError(f"{sweep_dir}: no such directory (pass a multirun directory: outputs/multirun/train/...)")
     dirs = _job_dirs(sweep_dir)
+    if not dirs and (sweep_dir / ".hydra").is_dir():
+        raise GenrunError(f"{sweep_dir}: a single run, not a sweep (pass a multirun directory: "
+                          "outputs/multirun/train/...)")
     if not dirs:
         raise GenrunError(f"{sweep_dir}: no jobs found (expected sub-directories with .hydra/ or metrics.json)")
     return [read_job(p) for p in dirs]
@@ -237,8 +240,9 @@ def choose_metrics(jobs: list[Job], optimized: str, wanted: list[str] | None, sh
     """The optimised metric, then the named ones, every one (--all), or the headline ones that add something."""
     names = known_metrics(jobs)
     if wanted:
-        unknown = [m for m in wanted if m not in names]
-        if unknown and names:
+        logged = {k for job in jobs for k in job.metrics}
+        unknown = [m for m in wanted if m not in logged]
+        if unknown and logged:
             near = difflib.get_close_matches(unknown[0], names, n=3)
             hint = f" (did you mean {', '.join(near)}?)" if near else f" (logged: {', '.join(reading_order(names))})"
             raise GenrunError(f"--metrics: no job logged {unknown[0]}{hint}")
