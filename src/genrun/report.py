@@ -1,21 +1,38 @@
-"""`genrun report <multirun dir>`: each job's overrides against its final metrics, as a table and a plot.
+"""`genrun report <multirun dir>`: a sweep's jobs against the metric it optimised, as a table and a plot.
 
-Reads only files (`<job>/.hydra/overrides.yaml`, `<job>/metrics.json`), so it needs neither Hydra nor torch
-and works on sweeps copied from another machine. Failed jobs are listed as failed, with their error.
+Reads only files (`multirun.yaml`, `<job>/.hydra/*.yaml`, `<job>/metrics.json`), so it needs neither Hydra nor
+torch and works on sweeps copied from another machine. The default view is what a person compares: the
+overrides that vary, the optimised metric, then the family's headline metrics; `--metrics` and `--all` show
+more. Each view writes its own files, so one view never replaces another's.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import difflib
+import hashlib
 import json
 import math
+import re
+import shlex
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from genrun.errors import GenrunError
+from genrun.headlines import headline, is_constant, reading_order
 
-USAGE = "genrun report MULTIRUN_DIR [--metrics a,b] [--out report.png]"
+USAGE = "genrun report MULTIRUN_DIR [--metrics a,b | --all] [--out PLOT.png] [--force]"
+DEFAULT_METRIC = "val/loss"  # configs/train.yaml's optimized_metric
+RUNNING_WINDOW_S = 600  # a job without metrics.json whose files changed this recently is taken as running
+
+_HIGHER = re.compile(r"(^|/)(\w*acc|precision|recall|inception_score|classes_covered|modes_covered|hq_fraction"
+                     r"|\w*_per_sec)$")
+_LOWER = re.compile(r"(^|/)(\w*loss|\w*fid\w*|kid|nll\w*|bits_per_\w+|nats_per_\w+|perplexity|swd|\w*mse"
+                    r"|near_copy_fraction|coverage_kl|mode_kl|memorization_ratio)$")
+_UNITS = (("bits_per_", "bits/"), ("nats_per_", "nats/"), ("nll", "nats"), ("items_per_sec", "items/s"))
 
 
 @dataclass
@@ -26,6 +43,35 @@ class Job:
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
 
+    @property
+    def number(self) -> str:
+        head = self.name.split("_", 1)[0]
+        return head if head.isdigit() else self.name
+
+
+@dataclass
+class View:
+    """What one `genrun report` call shows: the jobs, which columns, and the best job by the optimised metric."""
+
+    sweep_dir: Path
+    jobs: list[Job]
+    keys: list[str]  # override columns
+    constant: dict[str, str]  # overrides every job shares (named once, not as columns)
+    optimized: str
+    direction: str  # "min" or "max"
+    direction_source: str
+    metrics: list[str]  # metric columns, the optimised metric first
+    selection: str  # "default", "all" or the --metrics list: names the files
+    best: Job | None = None
+    dropped: list[str] = field(default_factory=list)  # headline metrics left out as copies of the optimised one
+
+    def value(self, job: Job, metric: str) -> float | None:
+        value = job.metrics.get(metric) if job.status == "completed" else None
+        return value if value is not None and not math.isnan(value) else None
+
+
+# --- reading a sweep ---------------------------------------------------------------------------------------
+
 
 def _read_overrides(job_dir: Path) -> dict[str, str]:
     import yaml
@@ -34,14 +80,22 @@ def _read_overrides(job_dir: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     items = yaml.safe_load(path.read_text()) or []
-    return dict(str(item).split("=", 1) if "=" in str(item) else (str(item), "") for item in items)
+    pairs = (str(item).split("=", 1) if "=" in str(item) else (str(item), "") for item in items)
+    return {key.lstrip("+~"): value for key, value in pairs}
+
+
+def _recently_touched(job_dir: Path) -> bool:
+    newest = max((p.stat().st_mtime for p in job_dir.rglob("*") if p.is_file()), default=0.0)
+    return time.time() - newest < RUNNING_WINDOW_S
 
 
 def read_job(job_dir: Path) -> Job:
     overrides = _read_overrides(job_dir)
     path = job_dir / "metrics.json"
     if not path.is_file():
-        return Job(job_dir.name, overrides, "unfinished", error="no metrics.json (still running, or killed)")
+        if _recently_touched(job_dir):
+            return Job(job_dir.name, overrides, "running", error="no metrics.json yet (files changed recently)")
+        return Job(job_dir.name, overrides, "no result", error="no metrics.json (killed, or never finished)")
     try:
         payload = json.loads(path.read_text())
     except ValueError as err:
@@ -59,49 +113,253 @@ def _is_number(value) -> bool:
     return isinstance(value, str) and value.lower() in ("nan", "inf", "-inf")
 
 
-def find_jobs(sweep_dir: Path) -> list[Job]:
-    if not sweep_dir.is_dir():
-        raise GenrunError(f"{sweep_dir}: no such directory (pass a multirun directory: outputs/multirun/train/...)")
+def _job_dirs(sweep_dir: Path) -> list[Path]:
     dirs = [p for p in sweep_dir.iterdir()
             if p.is_dir() and ((p / ".hydra").is_dir() or (p / "metrics.json").is_file())]
-    if not dirs:
-        raise GenrunError(f"{sweep_dir}: no jobs found (expected sub-directories with .hydra/ or metrics.json)")
 
     def order(p: Path):
         head = p.name.split("_", 1)[0]
         return (0, int(head), p.name) if head.isdigit() else (1, 0, p.name)
 
-    return [read_job(p) for p in sorted(dirs, key=order)]
+    return sorted(dirs, key=order)
 
 
-def default_metrics(jobs: list[Job]) -> list[str]:
-    """Final values only: `stage/name` keys, not Lightning's per-step / per-epoch duplicates."""
-    keys = sorted({k for job in jobs for k in job.metrics})
-    return [k for k in keys if "/" in k and not k.endswith(("_step", "_epoch"))]
+def find_jobs(sweep_dir: Path) -> list[Job]:
+    if not sweep_dir.is_dir():
+        raise GenrunError(f"{sweep_dir}: no such directory (pass a multirun directory: outputs/multirun/train/...)")
+    dirs = _job_dirs(sweep_dir)
+    if not dirs and (sweep_dir / ".hydra").is_dir():
+        raise GenrunError(f"{sweep_dir}: a single run, not a sweep (pass a multirun directory: "
+                          "outputs/multirun/train/...)")
+    if not dirs:
+        raise GenrunError(f"{sweep_dir}: no jobs found (expected sub-directories with .hydra/ or metrics.json)")
+    return [read_job(p) for p in dirs]
 
 
-def varying_keys(jobs: list[Job]) -> list[str]:
-    """Override keys, those that differ between jobs first (they are what the sweep compares)."""
-    keys = sorted({k for job in jobs for k in job.overrides})
+def _load_yaml(path: Path) -> dict:
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def sweep_config(sweep_dir: Path) -> dict:
+    """The sweep's composed config with its `hydra` node: multirun.yaml, else the first job's saved config."""
+    config = _load_yaml(sweep_dir / "multirun.yaml")
+    if config:
+        return config
+    for job_dir in _job_dirs(sweep_dir) if sweep_dir.is_dir() else []:
+        config = _load_yaml(job_dir / ".hydra" / "config.yaml")
+        if config:
+            return {**config, "hydra": _load_yaml(job_dir / ".hydra" / "hydra.yaml").get("hydra", {})}
+    return {}
+
+
+def _direction_word(value) -> str | None:
+    if isinstance(value, list) and value:
+        value = value[0]
+    word = str(value).lower()
+    if word in ("min", "minimize", "minimise", "lower"):
+        return "min"
+    if word in ("max", "maximize", "maximise", "higher"):
+        return "max"
+    return None
+
+
+def optimized_metric(config: dict) -> tuple[str, str, str]:
+    """(metric, "min" or "max", where the direction came from): the config's word, else minimise as sweepers do."""
+    metric = config.get("optimized_metric")
+    if isinstance(metric, list) and metric:
+        metric = metric[0]
+    metric = str(metric) if metric and "${" not in str(metric) else DEFAULT_METRIC
+    for key in ("optimized_metric_mode", "optimized_metric_direction"):
+        if _direction_word(config.get(key)):
+            return metric, _direction_word(config[key]), key
+    sweeper = (config.get("hydra") or {}).get("sweeper") or {}
+    if _direction_word(sweeper.get("direction")):
+        return metric, _direction_word(sweeper["direction"]), "hydra.sweeper.direction"
+    checkpoint = (config.get("callbacks") or {}).get("model_checkpoint") or {}
+    if checkpoint.get("monitor") == metric and _direction_word(checkpoint.get("mode")):
+        return metric, _direction_word(checkpoint["mode"]), "callbacks.model_checkpoint.mode"
+    return metric, "min", "default"
+
+
+def metric_direction(name: str) -> str | None:
+    """"min", "max" or None (unknown) for a metric that is not the optimised one, by what its name measures.
+
+    Training losses get none: a GAN's discriminator loss is not better for being low."""
+    if name.split("/", 1)[0] not in ("val", "test", "eval", "toy") and not name.endswith("_per_sec"):
+        return None
+    if _HIGHER.search(name):
+        return "max"
+    return "min" if _LOWER.search(name) else None
+
+
+def metric_unit(name: str) -> str:
+    base = name.rsplit("/", 1)[-1]
+    for part, unit in _UNITS:
+        if part in base:
+            return unit + base.split(part, 1)[1] if unit.endswith("/") else unit
+    return ""
+
+
+def best_job(jobs: list[Job], metric: str, direction: str) -> Job | None:
+    scored = [(job.metrics[metric], i, job) for i, job in enumerate(jobs)
+              if job.status == "completed" and math.isfinite(job.metrics.get(metric, math.nan))]
+    if not scored:
+        return None
+    pick = min if direction == "min" else max
+    return pick(scored, key=lambda item: (item[0], item[1]) if direction == "min" else (item[0], -item[1]))[2]
+
+
+# --- choosing the columns ----------------------------------------------------------------------------------
+
+
+def split_overrides(jobs: list[Job]) -> tuple[list[str], dict[str, str]]:
+    """(keys whose values differ between jobs, in first-seen order; the overrides every job shares)."""
+    keys = list(dict.fromkeys(k for job in jobs for k in job.overrides))
     varies = [k for k in keys if len({job.overrides.get(k) for job in jobs}) > 1]
-    return varies + [k for k in keys if k not in varies]
+    return varies, {k: jobs[0].overrides[k] for k in keys if k not in varies}
 
 
-def _fmt(value: float | None) -> str:
+def known_metrics(jobs: list[Job]) -> list[str]:
+    """Final values only: `stage/name` keys, not Lightning's per-step / per-epoch duplicates."""
+    keys = {k for job in jobs for k in job.metrics}
+    return sorted(k for k in keys if "/" in k and not k.endswith(("_step", "_epoch")))
+
+
+def _same_values(jobs: list[Job], a: str, b: str) -> bool:
+    pairs = [(job.metrics.get(a), job.metrics.get(b)) for job in jobs if job.status == "completed"]
+    return bool(pairs) and all(x is not None and x == y for x, y in pairs)
+
+
+def choose_metrics(jobs: list[Job], optimized: str, wanted: list[str] | None, show_all: bool) -> list[str]:
+    """The optimised metric, then the named ones, every one (--all), or the headline ones that add something."""
+    names = known_metrics(jobs)
+    if wanted:
+        logged = {k for job in jobs for k in job.metrics}
+        unknown = [m for m in wanted if m not in logged]
+        if unknown and logged:
+            near = difflib.get_close_matches(unknown[0], names, n=3)
+            hint = f" (did you mean {', '.join(near)}?)" if near else f" (logged: {', '.join(reading_order(names))})"
+            raise GenrunError(f"--metrics: no job logged {unknown[0]}{hint}")
+        return list(dict.fromkeys([optimized, *wanted]))
+    if show_all:
+        return list(dict.fromkeys([optimized, *reading_order(names), *sorted(filter(is_constant, names))]))
+    lead = [m for m in headline(names) if m != optimized and not is_constant(m)]
+    # A GAN's val/loss is its val/swd: a column repeating the optimised one tells nothing new.
+    return [optimized, *[m for m in lead if not _same_values(jobs, m, optimized)]]
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """Each override key by its shortest dotted tail that no other key shares: `model.lr` -> `lr`."""
+    parts = {key: key.split(".") for key in keys}
+    names = {}
+    for key, split in parts.items():
+        for n in range(1, len(split) + 1):
+            tail = ".".join(split[-n:])
+            if not any(".".join(other[-n:]) == tail for k, other in parts.items() if k != key):
+                break
+        names[key] = tail
+    return names
+
+
+def build_view(sweep_dir: Path, wanted: list[str] | None = None, show_all: bool = False) -> View:
+    jobs = find_jobs(sweep_dir)
+    optimized, direction, source = optimized_metric(sweep_config(sweep_dir))
+    keys, constant = split_overrides(jobs)
+    if show_all:
+        keys, constant = keys + list(constant), {}
+    metrics = choose_metrics(jobs, optimized, wanted, show_all)
+    selection = "all" if show_all else (",".join(wanted) if wanted else "default")
+    dropped = [] if wanted or show_all else [m for m in headline(known_metrics(jobs))
+                                             if m != optimized and _same_values(jobs, m, optimized)]
+    return View(sweep_dir, jobs, keys, constant, optimized, direction, source, metrics, selection,
+                best_job(jobs, optimized, direction), dropped)
+
+
+# --- formatting --------------------------------------------------------------------------------------------
+
+
+def fmt_value(value: float | None, digits: int = 4) -> str:
     if value is None:
         return "-"
     if not math.isfinite(value):
         return str(value)
-    return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+    return f"{value:.{digits}g}" if abs(value) < 1e5 else f"{value:.{max(digits - 1, 1)}e}"
 
 
-def table_rows(jobs: list[Job], keys: list[str], metrics: list[str]) -> list[list[str]]:
+def column_digits(values: list[float | None]) -> int:
+    """Enough significant digits that distinct values in a column do not print alike (two runs that differ
+    in the fifth digit must not look equal), and no more."""
+    distinct = {v for v in values if v is not None and math.isfinite(v)}
+    for digits in range(4, 8):
+        if len({fmt_value(v, digits) for v in distinct}) == len(distinct):
+            return digits
+    return 8
+
+
+def status_word(job: Job) -> str:
+    return "done" if job.status == "completed" else job.status
+
+
+def job_label(view: View, job: Job, names: dict[str, str] | None = None) -> str:
+    names = names or short_names(view.keys)
+    return " ".join(f"{names[k]}={job.overrides.get(k, '')}" for k in view.keys) or job.name
+
+
+def direction_text(direction: str | None) -> str:
+    return {"min": "lower is better", "max": "higher is better"}.get(direction or "", "")
+
+
+# --- files -------------------------------------------------------------------------------------------------
+
+
+def file_stem(selection: str) -> str:
+    """`report` for the default view, `report-all`, or `report-<metrics>`: one set of files per view."""
+    if selection == "default":
+        return "report"
+    slug = re.sub(r"[^A-Za-z0-9.+]+", "_", selection.replace(",", "+")).strip("_")
+    if len(slug) > 60:
+        slug = f"{slug[:48]}-{hashlib.sha1(selection.encode()).hexdigest()[:8]}"
+    return f"report-{slug}"
+
+
+def _sidecar_selection(path: Path) -> str | None:
+    try:
+        selection = json.loads(path.read_text()).get("selection")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return selection if isinstance(selection, str) else None
+
+
+def output_paths(view: View, out: Path | None, force: bool) -> dict[str, Path]:
+    """The view's csv, png and json paths; refuses to replace a file that another view (or a person) made."""
+    plot = out or view.sweep_dir / f"{file_stem(view.selection)}.png"
+    paths = {"png": plot, "csv": plot.with_suffix(".csv"), "json": plot.with_suffix(".json")}
+    if force:
+        return paths
+    made_by = _sidecar_selection(paths["json"])
+    for path in (paths["csv"], paths["png"], paths["json"]):
+        if path.exists() and made_by != view.selection:
+            why = f"was made by another view ({made_by})" if made_by else "was not made by genrun report"
+            raise GenrunError(f"{path}: exists and {why}; pass --force to replace it, or --out to write elsewhere")
+    return paths
+
+
+def csv_rows(view: View) -> tuple[list[str], list[list[str]]]:
+    header = ["job", *view.keys, *view.metrics, "best", "status", "error"]
     rows = []
-    for job in jobs:
-        values = [_fmt(job.metrics.get(m)) for m in metrics] if job.status == "completed" else ["-"] * len(metrics)
-        status = job.status if job.status == "completed" else f"{job.status}: {job.error}"
-        rows.append([job.name, *[job.overrides.get(k, "") for k in keys], *values, status])
-    return rows
+    for job in view.jobs:
+        values = [fmt_value(view.value(job, m), 8) if view.value(job, m) is not None
+                  else ("nan" if job.status == "completed" and m in job.metrics else "")
+                  for m in view.metrics]
+        rows.append([job.name, *[job.overrides.get(k, "") for k in view.keys], *values,
+                     "best" if job is view.best else "", job.status, job.error])
+    return header, rows
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
@@ -111,80 +369,52 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
         writer.writerows(rows)
 
 
-def plot(jobs: list[Job], keys: list[str], metrics: list[str], path: Path) -> Path:
-    """One horizontal bar panel per metric; failed jobs appear as labelled gaps, not as zeros."""
-    import matplotlib
+def report(sweep_dir: Path, metrics: list[str] | None = None, show_all: bool = False, out: Path | None = None,
+           force: bool = False) -> dict:
+    """Build the view, then write its csv, png and a json of what the plot shows."""
+    from genrun.report_plot import save_plot
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    shown = metrics[:6] or ["(no metrics)"]
-    labels = [" ".join(f"{k}={job.overrides.get(k, '')}" for k in keys if len({j.overrides.get(k) for j in jobs}) > 1)
-              or job.name for job in jobs]
-    height = max(2.5, 0.35 * len(jobs) + 1.2)
-    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown) + 2.5, height), squeeze=False, sharey=True)
-    positions = list(range(len(jobs)))
-    for ax, metric in zip(axes[0], shown, strict=True):
-        for i, job in enumerate(jobs):
-            value = job.metrics.get(metric) if job.status == "completed" else None
-            if value is None or not math.isfinite(value):
-                ax.text(0, i, f" {job.status}" if job.status != "completed" else " n/a", va="center",
-                        color="tab:red", fontsize=8)
-            else:
-                ax.barh(i, value, color="tab:blue")
-                ax.text(value, i, f" {_fmt(value)}", va="center", fontsize=8)
-        ax.set_title(metric, fontsize=9)
-        ax.set_yticks(positions, labels, fontsize=8)
-        ax.set_ylim(len(jobs) - 0.5, -0.5)  # first job on top; rows without bars keep their place
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    view = build_view(sweep_dir, metrics, show_all)
+    paths = output_paths(view, out, force)
+    header, rows = csv_rows(view)
+    write_csv(paths["csv"], header, rows)
+    panels = save_plot(view, paths["png"])
+    sidecar = {"selection": view.selection, "sweep": str(view.sweep_dir), "optimized_metric": view.optimized,
+               "direction": view.direction, "direction_source": view.direction_source, "panels": panels,
+               "columns": header, "best_job": view.best.name if view.best else None,
+               "csv": str(paths["csv"]), "png": str(paths["png"])}
+    paths["json"].write_text(json.dumps(sidecar, indent=2) + "\n")
+    return {"view": view, "header": header, "rows": rows, "csv": paths["csv"], "png": paths["png"],
+            "json": paths["json"], "panels": panels}
 
 
-def report(sweep_dir: Path, metrics: list[str] | None = None, out: Path | None = None) -> dict:
-    jobs = find_jobs(sweep_dir)
-    metrics = metrics or default_metrics(jobs)
-    keys = varying_keys(jobs)
-    header = ["job", *keys, *metrics, "status"]
-    rows = table_rows(jobs, keys, metrics)
-    csv_path = sweep_dir / "report.csv"
-    write_csv(csv_path, header, rows)
-    png = plot(jobs, keys, metrics, out or sweep_dir / "report.png")
-    return {"jobs": jobs, "header": header, "rows": rows, "csv": csv_path, "png": png}
+def report_command(sweep_dir: Path) -> str:
+    return f"genrun report {shlex.quote(str(sweep_dir))}"
 
 
-def print_table(header: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table()
-    for name in header:
-        table.add_column(name, overflow="fold")
-    for row in rows:
-        style = None if row[-1] == "completed" else "red"
-        table.add_row(*row, style=style)
-    Console().print(table)
+# --- the command -------------------------------------------------------------------------------------------
 
 
 def main(args: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="genrun report", usage=USAGE,
-                                     description="Table and plot of a sweep's overrides against final metrics.")
+                                     description="Table and plot of a sweep's jobs against the metric it optimised.")
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory (outputs/multirun/train/<id>)")
-    parser.add_argument("--metrics", default="", help="comma-separated metric names (default: all final ones)")
-    parser.add_argument("--out", type=Path, default=None, help="plot file (default: <sweep_dir>/report.png)")
+    parser.add_argument("--metrics", default="", help="comma-separated metrics to show after the optimised one")
+    parser.add_argument("--all", action="store_true", dest="show_all",
+                        help="every override and metric (the table may be wider than the terminal)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="plot file; the csv and json go beside it (default: <sweep_dir>/report*.png)")
+    parser.add_argument("--force", action="store_true", help="replace report files that another view made")
     options = parser.parse_args(args)
-    wanted = [m for m in options.metrics.split(",") if m]
+    wanted = [m.strip() for m in options.metrics.split(",") if m.strip()]
+    if wanted and options.show_all:
+        parser.error("--metrics and --all: choose one")
     try:
-        result = report(options.sweep_dir, wanted, options.out)
+        result = report(options.sweep_dir, wanted, options.show_all, options.out, options.force)
     except GenrunError as err:
-        import sys
-
         print(f"genrun: error: {err}", file=sys.stderr)
         return 1
-    print_table(result["header"], result["rows"])
-    failed = sum(job.status != "completed" for job in result["jobs"])
-    print(f"{len(result['jobs'])} jobs, {failed} not completed")
-    print(f"table: {result['csv']}")
-    print(f"plot: {result['png']}")
+    from genrun.report_table import print_report
+
+    print_report(result["view"], result)
     return 0

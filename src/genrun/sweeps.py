@@ -13,6 +13,8 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from genrun.report import report_command
+
 _failed: list[str] = []
 
 
@@ -50,8 +52,24 @@ def _overrides(job: Path) -> str:
         return ""
 
 
+def _best_line(sweep_dir: Path) -> str:
+    """The best job by the sweep's optimised metric, read the way `genrun report` reads it, so the two agree."""
+    from genrun.errors import GenrunError
+    from genrun.report import build_view, direction_text, fmt_value, job_label
+
+    try:
+        view = build_view(sweep_dir)
+    except GenrunError:
+        return ""
+    if view.best is None:
+        return f"  no completed job logged {view.optimized}"
+    value = fmt_value(view.best.metrics[view.optimized], 6)
+    return (f"  best {view.optimized} ({direction_text(view.direction)}): {value} in {view.best.name} "
+            f"[{job_label(view, view.best)}]")
+
+
 class SweepSummary(Callback):
-    """Prints `N done, M failed` with each failure's one-line reason and run directory."""
+    """Prints `N done, M failed` with each failure's one-line reason, the best job, and the report command."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -65,4 +83,7 @@ class SweepSummary(Callback):
               file=out)
         for job, status, error in failed:
             print(f"  {status}: {job.name} [{_overrides(job)}]: {error}", file=out)
-        print(f"  compare the jobs: genrun report {sweep_dir}", file=out)
+        best = _best_line(sweep_dir)
+        if best:
+            print(best, file=out)
+        print(f"  next: {report_command(sweep_dir)}   (compare the jobs: a table and a plot)", file=out)
