@@ -34,7 +34,7 @@ def test_each_model_trains_fast_dev_run_in_a_sweep_and_samples(workdir):
         assert images.shape == (9, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
         assert str(sample_dir / "samples.png") in result.stdout
         # fast_dev_run keeps no best.ckpt: the run's final weights, and the console says so
-        assert str(job / "checkpoints" / "last.ckpt") in result.stdout and "the final weights" in result.stdout
+        assert str(job / "checkpoints" / "last.ckpt") in result.stdout and "the run's final weights" in result.stdout
     # Without ckpt=, debug runs are never picked: the error says how many were skipped and how to name one.
     result = run_genrun(["sample", "model=ae"], workdir)
     assert result.returncode == 1 and "1 debug run skipped: name one with ckpt=RUN_DIR" in result.stderr

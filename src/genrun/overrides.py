@@ -478,11 +478,16 @@ def task_keys(task: str) -> set[str]:
 def knob_overrides(task: str, overrides: list[str]) -> list[str]:
     """`steps=10`, `truncation=0.7`, `arithmetic.a=[0,1]` for sample/evaluate: a plain key the task's config
     does not define is one of the model's own knobs, added as `+key=value` for Hydra; the task checks it
-    against the model's pipeline (genrun.pipeline.parse_knobs), which refuses a knob it does not have."""
+    against the model's pipeline (genrun.pipeline.parse_knobs), which refuses a knob it does not have.
+    `dataset.KEY=VALUE` becomes `+dataset_keys.KEY=VALUE`: the checkpoint's dataset settings (loading.py)."""
     known = task_keys(task)
     rewritten = []
     for text, override in zip(overrides, _parse(overrides), strict=True):
-        top = override.key_or_group.split(".")[0].split("@")[0].split("/")[0]
+        key = override.key_or_group
+        top = key.split(".")[0].split("@")[0].split("/")[0]
         plain = override.type.name == "CHANGE" and override.package is None
-        rewritten.append(f"+{text}" if plain and top not in known else text)
+        if plain and key.startswith("dataset.") and text.startswith("dataset."):
+            rewritten.append(f"+dataset_keys.{text[len('dataset.'):]}")  # the checkpoint's dataset settings
+        else:
+            rewritten.append(f"+{text}" if plain and top not in known else text)
     return rewritten

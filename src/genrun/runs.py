@@ -65,12 +65,13 @@ def _in_run(run_dir: Path, wanted: str | None) -> tuple[Path, str]:
     """A run directory's best checkpoint (or `wanted`, a file name), and why that one."""
     folder = run_dir / "checkpoints"
     if wanted is None and (folder / BEST_NAME).is_file():
-        return folder / BEST_NAME, f"{BEST_NAME}, the best by the run's monitored metric (ckpt=last for the final)"
+        return folder / BEST_NAME, (f"{BEST_NAME}: the run's best by its monitored metric; ckpt=last for its "
+                                    "final weights")
     name = wanted or CHECKPOINT_NAME
     if not (folder / name).is_file():
         raise GenrunError(f"ckpt: no checkpoints/{name} in {run_dir}")
-    why = "the final weights" if name == CHECKPOINT_NAME else "as asked"
-    return folder / name, f"{name}, {why}" + ("" if wanted else " (the run kept no best.ckpt)")
+    why = "the run's final weights" if name == CHECKPOINT_NAME else "as asked"
+    return folder / name, f"{name}: {why}" + ("" if wanted else " (it kept no best.ckpt)")
 
 
 def choose_checkpoint(ckpt: str | None, output_root: str | Path, model: str | None = None,
@@ -86,8 +87,7 @@ def choose_checkpoint(ckpt: str | None, output_root: str | Path, model: str | No
         if path.is_dir():
             if not any((path / "checkpoints" / name).is_file() for name in (CHECKPOINT_NAME, BEST_NAME)):
                 raise GenrunError(f"ckpt={ckpt}: no checkpoints/{CHECKPOINT_NAME} in that directory")
-            chosen, why = _in_run(path, None)
-            return chosen, f"{why}; run {path}"
+            return _in_run(path, None)
         if not path.is_file():
             raise GenrunError(f"ckpt={ckpt}: no such file, run directory, or word (best, last)")
         return path, "the file named by ckpt="
@@ -104,7 +104,7 @@ def choose_checkpoint(ckpt: str | None, output_root: str | Path, model: str | No
     chosen, why = _in_run(newest, word)
     skipped = len(found) - len(real)
     note = f", {skipped} debug run{'s' if skipped > 1 else ''} skipped" if skipped else ""
-    return chosen, f"{why}; newest {what + ' ' if what else ''}run{note}: {newest}"
+    return chosen, f"{why}; the newest {what + ' ' if what else ''}run{note}"
 
 
 def locate_checkpoint(ckpt: str | None, output_root: str | Path, model: str | None = None,
@@ -136,11 +136,14 @@ def format_value(value) -> str:
 
 class LibraryNoise:
     """A logging filter for the console: Lightning's INFO notices (accelerators found, tips, why fitting
-    stopped, the model summary table) tell a genrun user nothing they asked for. They stay in train.log."""
+    stopped, the model summary table) tell a genrun user nothing they asked for, and a record logged with
+    `extra={"console": False}` was already shown another way. Both stay in train.log."""
 
     def filter(self, record) -> bool:
         import logging
 
+        if getattr(record, "console", True) is False:
+            return False
         return not (record.name.startswith("lightning") and record.levelno < logging.WARNING)
 
 

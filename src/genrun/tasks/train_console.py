@@ -49,7 +49,7 @@ def limit_line(trainer_cfg) -> str:
         return "one batch (fast_dev_run)"
     parts = [f"{steps:,} steps"] if steps > 0 else []
     if epochs not in (None, -1):
-        parts.append(f"{epochs} epochs")
+        parts.append(f"{epochs} epoch{'s' if epochs != 1 else ''}")
     if trainer_cfg.get("max_time"):
         parts.append(f"time {trainer_cfg.max_time}")
     return "up to " + " or ".join(parts) if parts else "until stopped"
