@@ -49,8 +49,10 @@ def trained_vae(tmp_path_factory) -> Path:
     """One short VAE run shared by the sampling tests (its directory is the cwd for `genrun sample`)."""
     root = tmp_path_factory.mktemp("vae_run")
     (root / "data").mkdir()
+    # The end-of-training sample-quality report trains a domain classifier: one epoch is enough to test it.
     check_ok(run_genrun(["train", "model=vae", MINI, "trainer.max_epochs=1", "trainer.limit_train_batches=10",
-                         "trainer.limit_val_batches=2", "model.iwae_k=5", "num_samples=16"], cwd=root))
+                         "trainer.limit_val_batches=2", "model.iwae_k=5", "num_samples=16"], cwd=root,
+                        env={"GENRUN_CLASSIFIER_EPOCHS": "1"}))
     return root
 
 

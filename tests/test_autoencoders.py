@@ -54,6 +54,8 @@ def test_run_directory_holds_everything(trained_vae):
     assert info["config"]["model"]["latent_dim"] == 20 and info["data"]["split_seed"] == 0
     recorded = read_metrics(run_dir)
     assert recorded["status"] == "completed" and recorded["data"]["split_sizes"]["train"] == 4500
+    # A VAE ends with the same sample-quality figures as a GAN, so a sweep compares them on it.
+    assert {"eval/domain_fid", "eval/precision", "eval/recall"} <= set(recorded["metrics"])
 
 
 def test_tensorboard_has_scalars_images_hparams_and_config(trained_vae):
@@ -67,6 +69,9 @@ def test_tensorboard_has_scalars_images_hparams_and_config(trained_vae):
         for kind in tags:
             tags[kind] |= set(acc.Tags().get(kind, []))
     assert {"train/loss_step", "val/loss", "val/kl", "val/recon"} <= tags["scalars"]
+    # end-of-run figures as ordinary scalars (constants left out), the learning rate under its role
+    assert {"test/nll_iwae", "eval/domain_fid", "lr/model", "perf/train_images_per_sec"} <= tags["scalars"]
+    assert "test/iwae_k" not in tags["scalars"]
     assert {"samples/prior", "samples/reconstructions"} <= tags["images"]
     assert any(tag.startswith("config") for tag in tags["tensors"])
     plugin_dir = run_dir / "tensorboard"

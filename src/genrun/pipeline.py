@@ -36,12 +36,18 @@ class Pipeline:
 
     Class attributes a subclass sets: `components` (the names it needs), `Knobs` (a frozen dataclass of its
     sampling knobs: typed fields with defaults, an optional `check()`), `modes` (the `mode=` values of
-    `genrun sample`, the first is the default).
+    `genrun sample`, the first is the default); optionally `after_training` and `quality_after_training`.
     """
 
     components: tuple[str, ...] = ()
     Knobs: type = NoKnobs
     modes: tuple[str, ...] = ("prior",)
+    # Knob values for what training ends with (its samples and test figures), where the sampling defaults
+    # suit a person better than a run's log: a few short texts, a fast diffusion sampler.
+    after_training: Mapping = {}
+    # Whether training ends with the sample-quality report (domain FID, KID, precision/recall) when the
+    # run asks for it (image_metrics=true): too slow for families whose sampling is long.
+    quality_after_training: bool = True
 
     def __init__(self, components: Mapping[str, nn.Module], settings: Mapping | None = None,
                  data_info: Mapping | None = None):

@@ -27,8 +27,6 @@ from genrun.sampling.filters import check_settings
 from genrun.sampling.generate import generate_stream
 
 MODES = ("prior", "sample", "temperatures")
-# Beyond this many samples, only the first is shown on the terminal; all are in samples.txt.
-MAX_PRINTED = 5
 # Continuations decoded side by side, each with its own key/value cache (see batch_rows).
 TEXT_BATCH = 64
 # Tokens of finished rows a batch may hold until it ends, across its rows.
@@ -131,18 +129,19 @@ def _sample_batches(net, tokenizer, prompt_text, prompt, request, generator, fil
         batch = prompt[None].expand(min(rows, n - first), -1)
         stream = generate_stream(net, batch, request.max_new_tokens, request.temperature, request.top_k,
                                  request.top_p, generator)
-        _decode_batch(stream, len(batch), tokenizer, prompt_text, first, n, settings, file)
-    if n > MAX_PRINTED:
-        _write(f"... {n - MAX_PRINTED} more in samples.txt\n")
+        _decode_batch(stream, len(batch), tokenizer, prompt_text, first, n, settings, file, request.shown)
+    if n > request.shown:
+        _write(f"... {n - request.shown} more in samples.txt\n")
 
 
-def _decode_batch(stream, rows: int, tokenizer, prompt_text: str, first: int, n: int, settings: str, file) -> None:
+def _decode_batch(stream, rows: int, tokenizer, prompt_text: str, first: int, n: int, settings: str, file,
+                  shown: int) -> None:
     """Write one batch of continuations (samples first+1, first+2, ...) to `file` in order: the first row as
     its tokens arrive (so a single continuation of any length never sits in memory), the others when the
     batch ends."""
     number = first + 1
     file.write(f"=== sample {number}/{n} | {settings} ===\n{prompt_text}")
-    echo = number <= MAX_PRINTED
+    echo = number <= shown
     if echo:
         _write(f"--- sample {number}/{n}{f' ({settings})' if number == 1 else ''} ---\n{prompt_text}")
     piece, decoders = tokenizer.stream_decoder(), [tokenizer.stream_decoder() for _ in range(rows - 1)]
@@ -163,7 +162,7 @@ def _decode_batch(stream, rows: int, tokenizer, prompt_text: str, first: int, n:
     for offset, pieces in enumerate(held, start=1):
         text = prompt_text + "".join(pieces)
         file.write(f"=== sample {number + offset}/{n} | {settings} ===\n{text}\n\n")
-        if number + offset <= MAX_PRINTED:
+        if number + offset <= shown:
             _write(f"--- sample {number + offset}/{n} ---\n{text}\n")
     file.flush()
 
@@ -254,6 +253,7 @@ def evaluate(net, context: EvalContext) -> dict[str, float]:
 class TextKnobs:
     prompt: str | None = knob(None, "the text to continue (default: a newline)")
     max_new_tokens: int = knob(500, "tokens generated after the prompt")
+    shown: int = knob(5, "continuations printed on the terminal (every one is in samples.txt)")
     top_k: int | None = knob(None, "sample only from the k most likely tokens")
     top_p: float | None = knob(None, "sample only from the smallest set of tokens whose probability reaches p")
     temperatures: tuple[float, ...] = field(default=(0.2, 0.5, 1.0, 1.2), metadata={
@@ -262,6 +262,8 @@ class TextKnobs:
     def check(self) -> None:
         if self.max_new_tokens < 1:
             raise GenrunError(f"max_new_tokens={self.max_new_tokens}: must be at least 1")
+        if self.shown < 0:
+            raise GenrunError(f"shown={self.shown}: must be 0 or more")
 
 
 class TextPipeline(Pipeline):
@@ -270,6 +272,7 @@ class TextPipeline(Pipeline):
     components = ("net",)
     modes = MODES
     Knobs = TextKnobs
+    after_training = {"max_new_tokens": 200, "shown": 3}  # a glance at the model, not a page of text
 
     def __init__(self, components, settings=None, data_info=None):
         super().__init__(components, settings, data_info)

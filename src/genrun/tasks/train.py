@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -246,6 +246,7 @@ def run(cfg: DictConfig):
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     pipeline = model.pipeline(data_info).eval()
+    end_knobs = replace(type(pipeline).Knobs(), **type(pipeline).after_training)
     device = trainer.strategy.root_device
     splits = datamodule.splits
 
@@ -256,9 +257,12 @@ def run(cfg: DictConfig):
         limit = _test_item_limit(cfg, datamodule.batch_size)
         x, y = splits["test"]
         test_splits = {**splits, "test": (x[:limit], y[:limit]) if limit else (x, y)}
+        quality = (bool(cfg.get("image_metrics", True)) and type(pipeline).quality_after_training
+                   and not cfg.trainer.get("fast_dev_run"))
         context = EvalContext(out_dir=run_dir, device=device, data_info=data_info,
                               load_split=test_splits.__getitem__,
-                              settings={**asdict(type(pipeline).Knobs()), "iwae_k": getattr(model, "iwae_k", 100),
+                              settings={**asdict(end_knobs), "iwae_k": getattr(model, "iwae_k", 100),
+                                        "image_metrics": quality,
                                         "batch_size": 250,
                                         "classifier_dir": str(Path(cfg.paths.output_root) / ".cache" / "classifiers"),
                                         "dataset_config": config["dataset"]})
@@ -267,7 +271,7 @@ def run(cfg: DictConfig):
     files = {}
     if int(cfg.num_samples) > 0:
         request = SampleRequest(num_samples=int(cfg.num_samples), temperature=float(cfg.temperature),
-                                seed=int(cfg.seed), max_minutes=cfg.get("max_minutes"), knobs=type(pipeline).Knobs(),
+                                seed=int(cfg.seed), max_minutes=cfg.get("max_minutes"), knobs=end_knobs,
                                 mode=type(pipeline).modes[0])
         files = pipeline.sample(request, SampleContext(out_dir=run_dir / "samples", device=device,
                                                        data_info=data_info, load_split=load_split))
@@ -281,11 +285,16 @@ def run(cfg: DictConfig):
 def _log_to_tensorboard(trainer, config: dict, metrics: dict, files: dict) -> None:
     from lightning.pytorch.loggers import TensorBoardLogger
 
+    from genrun.headlines import is_constant
+
     for logger in trainer.loggers:
         if not isinstance(logger, TensorBoardLogger):
             continue
         hparam_metrics = {f"hparams/{k}": v for k, v in metrics.items() if not k.endswith("_step")}
         logger.log_hyperparams(flat_hparams(config), hparam_metrics)
+        # The end-of-run figures as ordinary scalars too, beside the curves, at the run's last step.
+        final = {k: v for k, v in metrics.items() if k.split("/")[0] in ("test", "eval") and not is_constant(k)}
+        logger.log_metrics(final, step=trainer.global_step)
         text = OmegaConf.to_yaml(OmegaConf.create(config))
         logger.experiment.add_text("config", "    " + text.replace("\n", "\n    "), 0)
         grid = files.get("grid")
