@@ -226,10 +226,18 @@ class DiffusionPipeline(Pipeline):
         for index, t in enumerate(scheduler.timesteps.tolist()):
             out = self.predict(x, t, labels, knobs.guidance)
             if keep is not None and index in keep:
-                kept.append(self.schedule.split(out, x, t)[0].clamp(-1, 1).add(1).div(2).cpu())
+                kept.append(self.to_images(self.schedule.split(out, x, t)[0]).cpu())
             x = scheduler.step(out, t, x, generator)
-        images = x.clamp(-1, 1).add(1).div(2)
+        images = self.to_images(x)
         return (images, kept) if keep is not None else images
+
+    def to_images(self, x: torch.Tensor) -> torch.Tensor:
+        """The chain's space ([-1, 1] pixels here; latents in latent diffusion) to images in [0, 1]."""
+        return x.clamp(-1, 1).add(1).div(2)
+
+    def to_chain(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] to the space the chain runs in."""
+        return images * 2 - 1
 
     def _noise(self, n: int, temperature: float, generator: torch.Generator) -> torch.Tensor:
         shape = (n, self.unet.channels, self.unet.image_size, self.unet.image_size)
@@ -345,7 +353,7 @@ class DiffusionPipeline(Pipeline):
         generator = torch.Generator().manual_seed(0)
         device, total = self._device(), 0.0
         for start in range(0, len(x), batch_size):
-            x0 = x[start : start + batch_size].float().cpu() * 2 - 1
+            x0 = self.to_chain(x[start : start + batch_size].float().to(device)).cpu()
             t = torch.randint(self.schedule.steps, (len(x0),), generator=generator)
             noise = torch.randn(x0.shape, generator=generator)
             labels = y[start : start + batch_size].long().to(device) if self.unet.num_classes else None

@@ -35,9 +35,13 @@ class DDPMModule(GenrunModule):
     def pipeline(self, data_info: dict | None = None) -> DiffusionPipeline:
         return DiffusionPipeline({"unet": self.averaged("unet")}, self.settings, data_info)
 
+    def to_chain(self, images: torch.Tensor) -> torch.Tensor:
+        """Training images in [0, 1] to the space the diffusion runs in ([-1, 1] pixels)."""
+        return images * 2 - 1
+
     def _loss(self, batch, generator: torch.Generator | None = None) -> torch.Tensor:
         x, y = batch
-        x0 = x * 2 - 1
+        x0 = self.to_chain(x)
         n = len(x0)
         t = torch.randint(self.noise_schedule.steps, (n,), device=x0.device, generator=generator)
         noise = torch.randn(x0.shape, device=x0.device, generator=generator)
