@@ -123,3 +123,50 @@ def test_train_then_sample_one_checkpoint_with_ddpm_and_ddim(tmp_path, monkeypat
     assert shapes[2] == (6 * 5, 1, 28, 28)  # six chains of five steps: noise to image, left to right
     images = np.load(samples[1])
     assert images.min() >= 0 and images.max() <= 1
+    code, _out, err = genrun_in_process(["evaluate", f"ckpt={run}", "image_metrics=false", "vlb_images=2"],
+                                        tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    [evaluation] = run_dirs(tmp_path, "evaluate")
+    metrics = json.loads((evaluation / "metrics.json").read_text())["metrics"]
+    assert metrics["test/vlb_images"] == 2 and 0 < metrics["test/vlb_bits_per_dim"] < 50
+
+
+class _Oracle(torch.nn.Module):
+    """A "network" that knows the one image of its data: it outputs the exact noise of every x_t."""
+
+    num_classes = 0
+
+    def __init__(self, image: torch.Tensor, schedule):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # a device to be on
+        self.image, self.schedule = image * 2 - 1, schedule
+
+    def forward(self, x, t, labels=None):
+        a = self.schedule.alpha_bar(t, x)
+        return (x - a.sqrt() * self.image.to(x)) / (1 - a).sqrt()
+
+
+def test_variational_bound_of_an_exact_model_is_its_prior_and_decoder_terms():
+    import math
+
+    from genrun.families.diffusion_vlb import discretised_gaussian_log_likelihood, variational_bound
+
+    levels = torch.arange(256, dtype=torch.float64) / 255 * 2 - 1
+    for mean, variance in ((0.0, 0.01), (0.93, 1e-4), (-1.0, 0.3)):
+        total = discretised_gaussian_log_likelihood(levels, torch.full_like(levels, mean), variance).exp().sum()
+        assert float(total) == pytest.approx(1.0, abs=1e-6)  # a distribution over the 256 grey levels
+    image = torch.tensor([[[0.0, 1.0], [128 / 255, 64 / 255]]])  # one 1×2×2 image
+    pipeline = DiffusionPipeline({"unet": UNet(1, 8, **TINY)}, {"timesteps": 40})
+    pipeline.parts["unet"] = _Oracle(image, pipeline.schedule)
+    result = variational_bound(pipeline, image[None].repeat(3, 1, 1, 1), batch_size=2)
+    # every reverse step is exact (KL 0): what is left is the prior's KL and the decoder's -log P
+    a = pipeline.schedule.alphas_cumprod[-1]
+    x0 = image.double() * 2 - 1
+    prior = float((0.5 * (a * x0**2 + (1 - a) - 1 - torch.log(1 - a))).sum())
+    half_bin = (1 / 255) / math.sqrt(float(pipeline.schedule.betas[0]))
+    inner = math.erf(half_bin / math.sqrt(2))  # P(bin) for the two inner pixels
+    outer = 0.5 * (1 + inner)  # the edge pixels' bins reach to infinity on one side
+    decoder = -(2 * math.log(outer) + 2 * math.log(inner))
+    assert result["test/vlb_nats"] == pytest.approx(prior + decoder, rel=1e-6)
+    assert result["test/vlb_bits_per_dim"] == pytest.approx((prior + decoder) / (4 * math.log(2)), rel=1e-6)
+    assert result["test/vlb_images"] == 3

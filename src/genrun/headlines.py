@@ -16,7 +16,8 @@ HEADLINE_ORDER = (
     "eval/conditional_acc", "eval/near_copy_fraction", "eval/coverage_kl", "eval/inception_score",
     "toy/modes_covered", "toy/hq_fraction", "toy/mode_kl",
     "test/fid", "test/kid", "test/precision", "test/recall",
-    "test/nll_iwae", "test/bits_per_dim", "test/bits_per_char", "test/bits_per_byte", "test/perplexity",
+    "test/nll_iwae", "test/bits_per_dim", "test/vlb_bits_per_dim", "test/bits_per_char", "test/bits_per_byte",
+    "test/perplexity",
     "test/acc", "test/denoising_mse", "test/swd", "test/loss",
     "val/fid", "val/kid", "val/perplexity", "val/swd", "val/acc", "val/loss",
 )
@@ -24,7 +25,7 @@ HEADLINE_ORDER = (
 # Bookkeeping: counts and settings of the measurement, not results.
 _CONSTANT = re.compile(
     r"(^|/)(iwae_k|n_images|n_fake|n_real|n_train|n_test|num_classes|swd_n|tokens|classifier_n_test"
-    r"|kid_subset_size|kid_subsets|num_modes|n_samples)$|/class_fraction/"
+    r"|kid_subset_size|kid_subsets|num_modes|n_samples|vlb_images)$|/class_fraction/"
 )
 
 

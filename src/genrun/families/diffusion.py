@@ -156,8 +156,11 @@ class DiffusionKnobs:
     guidance: float = knob(1.0, "classifier-free guidance scale s (0 unconditional, 1 conditional, >1 guided)")
     label: int | None = knob(None, "class of every sample of a class-conditional model (default: a row per class)")
     nrow: int | None = knob(None, "images per row of the picture (default: square-ish)")
+    vlb_images: int = knob(0, "evaluate: test images for the variational bound in bits/dim (T net calls each)")
 
     def check(self) -> None:
+        if self.vlb_images < 0:
+            raise GenrunError(f"vlb_images={self.vlb_images}: must be 0 (no bound) or more")
         if self.sampler not in SAMPLERS:
             raise GenrunError(f"sampler={self.sampler}: choose {' or '.join(SAMPLERS)}")
         if self.spacing not in SPACINGS:
@@ -331,11 +334,13 @@ class DiffusionPipeline(Pipeline):
 
         self.to(context.device).eval()
         metrics = self.test_loss(context.load_split("test"), int(context.settings.get("batch_size", 250)))
+        knobs = knobs_from_settings(type(self).Knobs, context.settings)
+        if knobs.vlb_images:
+            metrics |= self.likelihood(context.load_split("test")[0][: knobs.vlb_images])
         if not context.settings.get("image_metrics", False):
             return metrics
         from genrun.evaluation.image_quality import evaluate_images
 
-        knobs = knobs_from_settings(DiffusionKnobs, context.settings)
         temperature = float(context.settings.get("temperature", 1.0))
 
         def generate(n: int, generator: torch.Generator, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -344,6 +349,12 @@ class DiffusionPipeline(Pipeline):
             return self.images(n, knobs, temperature, generator, labels)
 
         return metrics | evaluate_images(generate, context, conditional=bool(self.unet.num_classes))
+
+    def likelihood(self, images: torch.Tensor) -> dict[str, float]:
+        """The variational bound on the NLL of `images` in bits/dim (genrun.families.diffusion_vlb)."""
+        from genrun.families.diffusion_vlb import variational_bound
+
+        return variational_bound(self, images)
 
     @torch.no_grad()
     def test_loss(self, split: tuple[torch.Tensor, torch.Tensor], batch_size: int) -> dict[str, float]:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrun.errors import GenrunError
 from genrun.families.diffusion import DiffusionPipeline, timestep_embedding
 from genrun.nets.base import Net
 from genrun.nets.checks import require_positive
@@ -84,6 +85,10 @@ class LatentDiffusionPipeline(DiffusionPipeline):
 
     def to_chain(self, images: torch.Tensor) -> torch.Tensor:
         return encode_latents(self.autoencoder, images) * self.scale
+
+    def likelihood(self, images: torch.Tensor) -> dict[str, float]:
+        raise GenrunError("vlb_images: a latent model's bound is on its latents, not on images; the image "
+                          "likelihood needs the autoencoder's too (use genrun evaluate on the autoencoder run)")
 
 
 @torch.no_grad()
