@@ -178,6 +178,7 @@ class DiffusionPipeline(Pipeline):
     components = ("unet",)
     modes = MODES
     Knobs = DiffusionKnobs
+    quality_after_training = False  # a thousand samples of a chain each: genrun evaluate, not every run
 
     def __init__(self, components, settings=None, data_info=None):
         super().__init__(components, settings, data_info)
