@@ -180,8 +180,8 @@ def domain_classifier(context) -> DomainClassifier:
         net, info = _classifier_net(path, f"cached classifier {path}")
         return DomainClassifier(net, "cached", path, info.get("test_accuracy"))
     x, y = context.load_split("train")
-    stage(f"training the domain classifier on {len(x):,} images for {epochs} epochs (once per dataset: cached "
-          f"for next time in {path.parent}) ...")
+    stage(f"training the domain classifier on {len(x):,} images for {epochs} epoch{'s' * (epochs != 1)} "
+          f"(once per dataset: cached for next time in {path.parent}) ...")
     started = time.perf_counter()
     module = train_recipe(x, y, data_info, recipe, context.device)
     x_test, y_test = context.load_split("test")

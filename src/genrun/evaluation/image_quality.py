@@ -207,8 +207,8 @@ class DomainFeatures:
         # What a perfect model would score with these n: training images in place of samples.
         self._feed(_subset(train_x, self.n, generator), "training images", False, [self.floor])
         size, subsets = kid_plan(len(real), self.n)
-        stage(f"FID, KID ({subsets} subsets of {size:,}) and precision/recall (k={K_NEAREST}) of {self.n:,} samples "
-              f"against {len(real):,} test images ...")
+        stage(f"FID, KID ({subsets} subset{'s' * (subsets != 1)} of {size:,}) and precision/recall (k={K_NEAREST}) "
+              f"of {self.n:,} samples against {len(real):,} test images ...")
         samples, floor = self.samples.compute(), self.floor.compute()
         metrics = {
             "eval/classifier_test_acc": accuracy(self.classifier.net, test_x, test_y, self.device),
