@@ -39,8 +39,8 @@ def _headline(metrics: dict) -> dict[str, str]:
 
 def _where(tb_dir: Path, out_dir: Path) -> str:
     if tb_dir.parent == out_dir:
-        return f"{tb_dir} (the checkpoint is not inside a genrun train run directory)"
-    return f"{tb_dir}: eval/* scalars at the checkpoint's step and hparams/eval/* beside the run's HPARAMS"
+        return "this evaluation's own: the checkpoint is not inside a genrun train run directory"
+    return "the training run's own: eval/* at the checkpoint's step, hparams/eval/* in its HPARAMS row"
 
 
 def run(cfg: DictConfig):
