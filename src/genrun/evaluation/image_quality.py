@@ -98,7 +98,8 @@ def evaluate_images(generate, context, labels: torch.Tensor | None = None, condi
     if isinstance(scorer, str):
         log.warning(scorer)
     else:
-        scorer.update(real, real=True)
+        stage(f"Inception FID and IS of {n:,} samples against {len(real):,} test images ...")
+        scorer.update(real, real=True, description=f"Inception features of {len(real):,} test images")
         metrics |= scorer.compute()
     return metrics
 
