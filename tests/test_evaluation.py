@@ -170,7 +170,7 @@ def test_a_generator_repeating_one_training_image_is_flagged(digits, features, c
     for metrics in (copied, honest):
         assert metrics["eval/n_fake"] == 300 and metrics["eval/n_real"] == 300 and metrics["eval/n_train"] == 2000
         assert math.isfinite(metrics["eval/domain_fid_train_vs_test"])
-        assert math.isfinite(metrics["eval/kid_train_vs_test"]) and metrics["eval/kid_std"] == 0
+        assert math.isfinite(metrics["eval/kid"]) and metrics["eval/kid_std"] == 0
         assert metrics["eval/kid_subset_size"] == 300 and metrics["eval/kid_subsets"] == 1
         assert 0.5 < metrics["eval/classifier_test_acc"] <= 1
         assert sum(metrics[f"eval/class_fraction/{k}"] for k in range(10)) == pytest.approx(1.0)

@@ -36,41 +36,48 @@ def kid_plan(n_real: int, n_fake: int) -> tuple[int, int]:
 
 
 class FeatureDistances:
-    """FID and KID between two image sets as one feature network sees them, fed batch by batch.
+    """FID and (with `kid`) KID between two image sets as one feature network sees them, fed batch by batch.
 
     FID keeps running sums; KID keeps every feature vector (its kernel compares them pairwise).
     """
 
-    def __init__(self, feature: nn.Module, seed: int = 0):
+    def __init__(self, feature: nn.Module, seed: int = 0, kid: bool = True):
         from torchmetrics.image.fid import FrechetInceptionDistance
         from torchmetrics.image.kid import KernelInceptionDistance
 
         self.seed = seed
         self.fid = FrechetInceptionDistance(feature=feature)
-        with warnings.catch_warnings():  # its memory notice: genrun counts that memory before it starts
-            warnings.simplefilter("ignore")
-            self.kid = KernelInceptionDistance(feature=feature, subsets=KID_SUBSETS, subset_size=KID_SUBSET_SIZE)
+        self.kid = None
+        if kid:
+            with warnings.catch_warnings():  # its memory notice: genrun counts that memory before it starts
+                warnings.simplefilter("ignore")
+                self.kid = KernelInceptionDistance(feature=feature, subsets=KID_SUBSETS, subset_size=KID_SUBSET_SIZE)
         self.counts = {True: 0, False: 0}
 
     def to(self, device) -> FeatureDistances:
-        self.fid.to(device)
-        self.kid.to(device)
+        for metric in (self.fid, self.kid):
+            if metric is not None:
+                metric.to(device)
         return self
 
     def update(self, images: torch.Tensor, real: bool) -> None:
         self.fid.update(images, real=real)
-        self.kid.update(images, real=real)
+        if self.kid is not None:
+            self.kid.update(images, real=real)
         self.counts[real] += len(images)
 
     def compute(self) -> dict[str, float]:
-        """{'fid', 'kid', 'kid_std', 'kid_subset_size', 'kid_subsets'}; KID's subsets are drawn from `seed`,
-        leaving the caller's random streams as they were."""
+        """{'fid'} and, with KID, {'kid', 'kid_std', 'kid_subset_size', 'kid_subsets'}; KID's subsets are drawn
+        from `seed`, leaving the caller's random streams as they were."""
+        result = {"fid": float(self.fid.compute())}
+        if self.kid is None:
+            return result
         self.kid.subset_size, self.kid.subsets = kid_plan(self.counts[True], self.counts[False])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             kid, kid_std = self.kid.compute()
-        return {"fid": float(self.fid.compute()), "kid": float(kid), "kid_std": float(kid_std),
-                "kid_subset_size": float(self.kid.subset_size), "kid_subsets": float(self.kid.subsets)}
+        return result | {"kid": float(kid), "kid_std": float(kid_std), "kid_subset_size": float(self.kid.subset_size),
+                         "kid_subsets": float(self.kid.subsets)}
 
 
 def feature_distances(a: torch.Tensor, b: torch.Tensor, seed: int = 0) -> dict[str, float]:
