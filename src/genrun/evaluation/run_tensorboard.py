@@ -2,11 +2,11 @@
 
 Training records each run's HPARAMS row in `<run>/tensorboard/` (genrun.tasks.train: Lightning's
 `log_hyperparams`, i.e. a session record holding `flat_hparams(config)`, an experiment record naming the
-metric columns `hparams/<metric>`, and those metrics as scalars at step 0). An evaluation adds, in a new event
-file of that same directory, each of its figures twice at the checkpoint's global step: `eval/<name>` as an
-ordinary scalar and `hparams/eval/<name>` for the HPARAMS view, plus a session and experiment record with
-the same hyperparameters, so the run stays one row. A name of a likelihood figure (`test/nll_iwae`) is kept
-apart from training's own test figure as `eval/test/nll_iwae`.
+metric columns `hparams/<metric>`, and those metrics as scalars at the first step). An evaluation adds, in a
+new event file of that same directory, each of its figures twice at the checkpoint's global step:
+`eval/<name>` as an ordinary scalar and `hparams/eval/<name>` for the HPARAMS view, plus a session and
+experiment record with the same hyperparameters, so the run stays one row. A likelihood figure
+(`test/nll_iwae`) is kept apart from training's own test figure as `eval/test/nll_iwae`.
 
 TensorBoard keeps the first session and experiment record it reads in a directory (training's), and takes the
 HPARAMS columns from one experiment record: a column shows an evaluation figure when that record names it.
@@ -49,7 +49,8 @@ def training_run_of(checkpoint: Path) -> Path | None:
 
 
 def checkpoint_step(checkpoint: Path) -> int:
-    """The global step a checkpoint was saved at (memory-mapped: the weights are not read), else 0."""
+    """The global step a checkpoint was saved at (memory-mapped: the weights are not read), else the
+    first step."""
     import torch
 
     try:
