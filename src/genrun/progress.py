@@ -20,7 +20,7 @@ from genrun.budget import human_duration
 T = TypeVar("T")
 # Without a terminal, a loop's estimate is stated once, when it has run long enough to be worth trusting and
 # when enough is left to be worth waiting for.
-ESTIMATE_AFTER_S = 2.0
+ESTIMATE_AFTER_S = 5.0
 ESTIMATE_WORTH_S = 10.0
 
 
