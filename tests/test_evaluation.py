@@ -5,14 +5,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from genrun.data.mnist import MNISTDataModule
 from genrun.errors import GenrunError
 from genrun.evaluation.domain_classifier import domain_classifier
-from genrun.evaluation.features import FrozenFeatures
-from genrun.evaluation.frechet import frechet_distance
+from genrun.evaluation.features import DomainFeatureNet, FrozenFeatures
+from genrun.evaluation.frechet import FeatureDistances, feature_distances, frechet_distance, kid_plan
 from genrun.evaluation.image_quality import NEIGHBOURS_PNG, evaluate_images
 from genrun.evaluation.inception import inception_metrics
 from genrun.evaluation.precision_recall import precision_recall
@@ -59,6 +60,53 @@ def test_frechet_distance_of_gaussians_matches_closed_form():
     assert frechet_distance(a, shifted) == pytest.approx(9.0, abs=0.1)
     scaled = b * 2  # Tr(I + 4I - 2*2I) = 4 * 1
     assert frechet_distance(a, scaled) == pytest.approx(4.0, abs=0.15)
+
+
+def eigen_frechet(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The Fréchet distance as genrun computed it before torchmetrics, by an independent route: two-pass
+    covariances in float64 and Tr (S_a S_b)^(1/2) as the trace of the symmetric (S_a^(1/2) S_b S_a^(1/2))^(1/2)."""
+    a, b = a.double().numpy(), b.double().numpy()
+    sigma_a, sigma_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    w, v = np.linalg.eigh(sigma_a)
+    root_a = (v * np.sqrt(w.clip(min=0))) @ v.T
+    inner = np.linalg.eigvalsh(root_a @ sigma_b @ root_a)
+    diff = a.mean(0) - b.mean(0)
+    return float(diff @ diff + np.trace(sigma_a) + np.trace(sigma_b) - 2 * np.sqrt(inner.clip(min=0)).sum())
+
+
+def test_torchmetrics_fid_on_domain_features_matches_the_eigen_formula(digits, features):
+    _info, splits = digits
+    train, test = splits["train"][0][:1000], splits["test"][0]
+    train_f, _ = features.extract(train)
+    test_f, _ = features.extract(test)
+    expected = eigen_frechet(test_f, train_f)
+    assert frechet_distance(test_f, train_f) == pytest.approx(expected, rel=1e-8)
+    # The evaluation's path: images batch by batch through the classifier, which runs once per batch for FID,
+    # KID and the features precision/recall reads.
+    net = DomainFeatureNet(features)
+    calls = []
+    net.frozen.classifier.body.register_forward_hook(lambda *_: calls.append(1))
+    distances = FeatureDistances(net)
+    for start in range(0, len(train), 300):
+        batch = train[start : start + 300]
+        distances.update(batch, real=False)
+        assert torch.equal(net.features_and_logits(batch)[0], features(batch)[0].double())
+    distances.update(test, real=True)
+    assert len(calls) == 4 + 1 + 4  # the hook also saw the check's own forward passes
+    measured = distances.compute()
+    assert measured["fid"] == pytest.approx(expected, rel=1e-8), (measured, expected)
+    assert measured["kid_subset_size"] == 500 and measured["kid_subsets"] == 100
+
+
+def test_kid_is_near_zero_for_one_distribution_and_plans_its_subsets():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(1500, 16, generator=g), torch.randn(1200, 16, generator=g)
+    same, shifted = feature_distances(a, b), feature_distances(a, b + 1.0)
+    assert abs(same["kid"]) < 3 * same["kid_std"] + 1e-3 and same["kid_subset_size"] == 1000
+    assert shifted["kid"] > 100 * abs(same["kid"]) and shifted["kid"] > 10 * shifted["kid_std"]
+    assert feature_distances(a, b) == same  # the subsets are drawn from the seed
+    assert kid_plan(300, 300) == (300, 1)  # one subset holding every sample: repeating it adds nothing
+    assert kid_plan(500, 1000) == (500, 100) and kid_plan(20000, 5000) == (1000, 100)
 
 
 def test_domain_fid_small_between_halves_of_real_data_and_large_against_noise(digits, features):
@@ -118,9 +166,12 @@ def test_a_generator_repeating_one_training_image_is_flagged(digits, features, c
     assert copied["eval/coverage_kl"] > 1.5 > 0.1 > honest["eval/coverage_kl"]  # log(10) = 2.3 for one class
     assert copied["eval/domain_fid"] > 10 * honest["eval/domain_fid"]
     assert copied["eval/recall"] < 0.05 < 0.5 < honest["eval/recall"]
+    assert copied["eval/kid"] > 10 * max(honest["eval/kid"], 1e-3)
     for metrics in (copied, honest):
         assert metrics["eval/n_fake"] == 300 and metrics["eval/n_real"] == 300 and metrics["eval/n_train"] == 2000
         assert math.isfinite(metrics["eval/domain_fid_train_vs_test"])
+        assert math.isfinite(metrics["eval/kid"]) and metrics["eval/kid_std"] == 0
+        assert metrics["eval/kid_subset_size"] == 300 and metrics["eval/kid_subsets"] == 1
         assert 0.5 < metrics["eval/classifier_test_acc"] <= 1
         assert sum(metrics[f"eval/class_fraction/{k}"] for k in range(10)) == pytest.approx(1.0)
     assert (tmp_path / "copy" / NEIGHBOURS_PNG).is_file()

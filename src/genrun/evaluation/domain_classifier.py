@@ -22,6 +22,7 @@ from genrun.checkpoint import atomic_save, load_checkpoint
 from genrun.data.base import InMemoryDataModule
 from genrun.errors import GenrunError
 from genrun.nets.classifier import ConvClassifier
+from genrun.progress import stage
 
 log = logging.getLogger(__name__)
 # Training settings of the cached classifier beside its model config; changing either changes the cache key.
@@ -97,6 +98,7 @@ def train_recipe(x: torch.Tensor, y: torch.Tensor, data_info: dict, recipe: dict
     import lightning as L
 
     from genrun.data.lightning import LightningData
+    from genrun.progress import fit_progress
     from genrun.runs import quiet_library_logs
     from genrun.trust import build_stored
 
@@ -108,7 +110,7 @@ def train_recipe(x: torch.Tensor, y: torch.Tensor, data_info: dict, recipe: dict
         trainer = L.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
                             max_epochs=recipe["epochs"], logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                            limit_val_batches=0)
+                            limit_val_batches=0, callbacks=[fit_progress("training the domain classifier")])
         data = _Tensors(x.float().cpu(), y.long().cpu(), recipe["batch_size"], recipe["seed"])
         trainer.fit(module, datamodule=LightningData(data))
     return module.cpu().eval()
@@ -178,8 +180,8 @@ def domain_classifier(context) -> DomainClassifier:
         net, info = _classifier_net(path, f"cached classifier {path}")
         return DomainClassifier(net, "cached", path, info.get("test_accuracy"))
     x, y = context.load_split("train")
-    log.info("training the domain classifier for this dataset once (%d images, %d epochs); cached in %s",
-             len(x), epochs, path.parent)
+    stage(f"training the domain classifier on {len(x):,} images for {epochs} epoch{'s' * (epochs != 1)} "
+          f"(once per dataset: cached for next time in {path.parent}) ...")
     started = time.perf_counter()
     module = train_recipe(x, y, data_info, recipe, context.device)
     x_test, y_test = context.load_split("test")

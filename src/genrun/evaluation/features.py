@@ -42,3 +42,30 @@ class FrozenFeatures(nn.Module):
             feats.append(f.double().cpu())
             logits.append(lg.double().cpu())
         return torch.cat(feats), torch.cat(logits)
+
+
+class DomainFeatureNet(nn.Module):
+    """The domain features as torchmetrics' FID and KID take them: images in, float64 features out.
+
+    Several metrics read each batch (FID, KID, precision/recall, coverage): the last batch's features and
+    logits are kept, so the classifier runs once per batch however many metrics ask.
+    """
+
+    def __init__(self, frozen: FrozenFeatures):
+        super().__init__()
+        self.frozen = frozen
+        self.num_features = frozen.classifier.feature_dim  # torchmetrics reads it instead of a dummy forward
+        self._last: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def train(self, mode: bool = True) -> DomainFeatureNet:
+        return super().train(False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.features_and_logits(images)[0]
+
+    @torch.no_grad()
+    def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._last is None or self._last[0] is not images:
+            feats, logits = self.frozen(images.float())
+            self._last = (images, feats.double(), logits)
+        return self._last[1], self._last[2]

@@ -1,60 +1,98 @@
-"""The Fréchet distance between two sets of features, each summarised by a Gaussian (Heusel et al. 2017)."""
+"""Fréchet distance (Heusel et al. 2017) and kernel inception distance (Bińkowski et al. 2018) through
+torchmetrics, on any feature network: genrun's domain classifier, or feature matrices given as they are.
+
+torchmetrics sums the statistics in float64 and returns FID in the dtype of the features, so the feature
+networks here return float64. With a feature network of its own it needs no torch-fidelity.
+"""
 
 from __future__ import annotations
 
 import warnings
 
-import numpy as np
-import scipy.linalg
 import torch
+from torch import nn
+
+# KID's unbiased estimate is averaged over random subsets (torch-fidelity's defaults); fewer samples than the
+# subset size shrink the subset to all of them, and then one subset says everything.
+KID_SUBSET_SIZE = 1000
+KID_SUBSETS = 100
 
 
-def gaussian_stats(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    x = features.double().cpu().numpy()
-    return x.mean(0), np.cov(x, rowvar=False)
+class GivenFeatures(nn.Module):
+    """The feature network of features already computed: passes them through, in float64."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.num_features = dim  # torchmetrics reads it instead of pushing a dummy image through
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.double()
 
 
-class GaussianStats:
-    """Mean and covariance of features seen batch by batch, so the features need not be held.
+def kid_plan(n_real: int, n_fake: int) -> tuple[int, int]:
+    """(subset size, subsets) of KID for these counts: repeating a subset that holds every sample adds nothing."""
+    size = min(KID_SUBSET_SIZE, n_real, n_fake)
+    return size, 1 if size == n_real == n_fake else KID_SUBSETS
 
-    Sums are taken around the first batch's mean: sums of squares of raw features far from zero would lose
-    the covariance to rounding.
+
+class FeatureDistances:
+    """FID and (with `kid`) KID between two image sets as one feature network sees them, fed batch by batch.
+
+    FID keeps running sums; KID keeps every feature vector (its kernel compares them pairwise).
     """
 
-    def __init__(self):
-        self.count, self.shift, self.total, self.outer = 0, None, None, None
+    def __init__(self, feature: nn.Module, seed: int = 0, kid: bool = True):
+        from torchmetrics.image.fid import FrechetInceptionDistance
+        from torchmetrics.image.kid import KernelInceptionDistance
 
-    def update(self, features: torch.Tensor) -> None:
-        x = features.double().cpu()
-        if self.shift is None:
-            self.shift = x.mean(0)
-            self.total, self.outer = torch.zeros_like(self.shift), torch.zeros(len(self.shift), len(self.shift),
-                                                                                dtype=torch.float64)
-        centred = x - self.shift
-        self.total += centred.sum(0)
-        self.outer += centred.T @ centred
-        self.count += len(x)
+        self.seed = seed
+        self.fid = FrechetInceptionDistance(feature=feature)
+        self.kid = None
+        if kid:
+            with warnings.catch_warnings():  # its memory notice: genrun counts that memory before it starts
+                warnings.simplefilter("ignore")
+                self.kid = KernelInceptionDistance(feature=feature, subsets=KID_SUBSETS, subset_size=KID_SUBSET_SIZE)
+        self.counts = {True: 0, False: 0}
 
-    def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
-        mean = self.total / self.count
-        cov = (self.outer - self.count * torch.outer(mean, mean)) / (self.count - 1)
-        return (self.shift + mean).numpy(), cov.numpy()
+    def to(self, device) -> FeatureDistances:
+        for metric in (self.fid, self.kid):
+            if metric is not None:
+                metric.to(device)
+        return self
+
+    def update(self, images: torch.Tensor, real: bool) -> None:
+        self.fid.update(images, real=real)
+        if self.kid is not None:
+            self.kid.update(images, real=real)
+        self.counts[real] += len(images)
+
+    def compute(self) -> dict[str, float]:
+        """{'fid'} and, with KID, {'kid', 'kid_std', 'kid_subset_size', 'kid_subsets'}; KID's subsets are drawn
+        from `seed`, leaving the caller's random streams as they were."""
+        result = {"fid": float(self.fid.compute())}
+        if self.kid is None:
+            return result
+        self.kid.subset_size, self.kid.subsets = kid_plan(self.counts[True], self.counts[False])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            kid, kid_std = self.kid.compute()
+        return result | {"kid": float(kid), "kid_std": float(kid_std), "kid_subset_size": float(self.kid.subset_size),
+                         "kid_subsets": float(self.kid.subsets)}
+
+
+def feature_distances(a: torch.Tensor, b: torch.Tensor, seed: int = 0) -> dict[str, float]:
+    """FID and KID between two N × D feature matrices (`a` as the real set)."""
+    distances = FeatureDistances(GivenFeatures(a.shape[1]), seed)
+    distances.update(a, real=True)
+    distances.update(b, real=False)
+    return distances.compute()
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) for N × D feature matrices."""
-    return frechet_from_stats(*gaussian_stats(a), *gaussian_stats(b))
+    from torchmetrics.image.fid import FrechetInceptionDistance
 
-
-def frechet_from_stats(mu_a: np.ndarray, sigma_a: np.ndarray, mu_b: np.ndarray, sigma_b: np.ndarray) -> float:
-    """The Fréchet distance between two Gaussians given by their means and covariances."""
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        # A singular product (e.g. samples that are all alike) is legitimate here; its square root is fine.
-        warnings.simplefilter("ignore")
-        covmean = scipy.linalg.sqrtm(sigma_a @ sigma_b)
-        if not np.isfinite(covmean).all():  # numerically troubled: regularise, as is customary
-            eps = 1e-6 * np.eye(len(mu_a))
-            covmean = scipy.linalg.sqrtm((sigma_a + eps) @ (sigma_b + eps))
-    covmean = covmean.real  # tiny imaginary parts are numerical noise
-    diff = mu_a - mu_b
-    return float(diff @ diff + np.trace(sigma_a) + np.trace(sigma_b) - 2 * np.trace(covmean))
+    fid = FrechetInceptionDistance(feature=GivenFeatures(a.shape[1]))
+    fid.update(a, real=True)
+    fid.update(b, real=False)
+    return float(fid.compute())

@@ -22,12 +22,12 @@ from genrun.budget import Budget, human_duration, human_rate
 from genrun.errors import GenrunError
 from genrun.evaluation.coverage import class_counts, coverage_of_counts
 from genrun.evaluation.domain_classifier import accuracy, domain_classifier, has_classes
-from genrun.evaluation.features import FrozenFeatures
-from genrun.evaluation.frechet import GaussianStats, frechet_distance, frechet_from_stats, gaussian_stats
+from genrun.evaluation.features import DomainFeatureNet, FrozenFeatures
+from genrun.evaluation.frechet import FeatureDistances, kid_plan
 from genrun.evaluation.inception import SCORE_BYTES_PER_SAMPLE, inception_scorer
 from genrun.evaluation.memorization import NearestTraining
 from genrun.evaluation.precision_recall import knn_seconds, precision_recall
-from genrun.progress import track
+from genrun.progress import stage, track
 from genrun.streaming import BATCH, draw_ahead, steady_heap
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,8 @@ def evaluate_images(generate, context, labels: torch.Tensor | None = None, condi
     _check_time(budget, n - sum(len(fake) for fake, _ in held), rate, n_real, n, classes)
 
     domain = DomainFeatures(context, n) if classes else None
+    stage(f"drawing {n:,} samples and measuring each against the {len(train_x):,} training images"
+          + (" and in the domain classifier's features" if domain is not None else "") + " ...")
     for fake, fake_labels in chain(held, track(stream, f"evaluating {n:,} samples", total=-(-n // BATCH) - len(held))):
         if domain is not None:
             domain.update(fake, fake_labels)
@@ -96,7 +98,8 @@ def evaluate_images(generate, context, labels: torch.Tensor | None = None, condi
     if isinstance(scorer, str):
         log.warning(scorer)
     else:
-        scorer.update(real, real=True)
+        stage(f"Inception FID and IS of {n:,} samples against {len(real):,} test images ...")
+        scorer.update(real, real=True, description=f"Inception features of {len(real):,} test images")
         metrics |= scorer.compute()
     return metrics
 
@@ -130,16 +133,17 @@ def _recipe_feature_dim() -> int:
 def memory_needed(n: int, n_real: int, train_x: torch.Tensor, classes: bool, inception: bool) -> int:
     """Bytes an evaluation of n samples holds beyond the data it reads.
 
-    Per sample: its nearest-training distance; with a domain classifier, its features (precision/recall
-    compares them all with all); with Inception, the logits its score keeps. Fixed: the training images in
-    double precision and one batch's distances to them (the nearest-image search), and the features of the
-    real and reference images.
+    Per sample: its nearest-training distance; with a domain classifier, its features twice (in single
+    precision for precision/recall, which compares them all with all, and in double for KID, which keeps them
+    for its kernel); with Inception, the logits its score keeps. Fixed: the training images in double precision
+    and one batch's distances to them (the nearest-image search), and the features of the real images (for
+    precision/recall and KID).
     """
     features = _recipe_feature_dim()
-    per_sample = 8 + (4 * features if classes else 0) + (SCORE_BYTES_PER_SAMPLE if inception else 0)
+    per_sample = 8 + (12 * features if classes else 0) + (SCORE_BYTES_PER_SAMPLE if inception else 0)
     fixed = 8 * train_x[0].numel() * len(train_x) + 2 * 8 * BATCH * len(train_x)
     if classes:
-        fixed += 8 * features * (n_real + min(n, len(train_x)))
+        fixed += 12 * features * n_real
     return n * per_sample + fixed
 
 
@@ -159,45 +163,67 @@ def _check_time(budget: Budget, left: int, rate: float | None, n_real: int, n_fa
 
 
 class DomainFeatures:
-    """The domain classifier's view of the samples, fed batch by batch: running statistics for FID, the
-    feature vectors for precision/recall (the one matrix that grows with the count), predicted-class counts
-    for coverage, and hits for conditional accuracy."""
+    """The domain classifier's view of the samples, fed batch by batch: FID and KID (torchmetrics, with the
+    classifier as their feature network), the feature vectors for precision/recall, predicted-class counts for
+    coverage, and hits for conditional accuracy. The classifier runs once per batch for all of them."""
 
     def __init__(self, context, n: int):
         self.classifier = domain_classifier(context)
-        self.features_net = FrozenFeatures(self.classifier.net)
         self.device, self.n = context.device, n
+        self.net = DomainFeatureNet(FrozenFeatures(self.classifier.net)).to(self.device)
+        seed = int(context.settings.get("seed", 0))
+        self.samples = FeatureDistances(self.net, seed).to(self.device)  # test images vs samples
+        # Test images vs training images: FID's floor at these n. KID has none to show: it is unbiased (zero in
+        # expectation for one distribution), and its kernel over many subsets is the slow part.
+        self.floor = FeatureDistances(self.net, seed, kid=False).to(self.device)
         self.num_classes = int(context.data_info["num_classes"])
-        self.stats = GaussianStats()
         self.features: torch.Tensor | None = None
         self.filled, self.hits, self.labelled = 0, 0, 0
         self.counts = torch.zeros(self.num_classes, dtype=torch.long)
 
     def update(self, fake: torch.Tensor, labels: torch.Tensor | None) -> None:
-        feats, logits = self.features_net.extract(fake, self.device)
+        fake = fake.to(self.device)
+        self.samples.update(fake, real=False)
+        feats, logits = self.net.features_and_logits(fake)
         if self.features is None:
             self.features = torch.empty(self.n, feats.shape[1])
-        self.features[self.filled : self.filled + len(feats)] = feats.float()
+        self.features[self.filled : self.filled + len(feats)] = feats.float().cpu()
         self.filled += len(feats)
-        self.stats.update(feats)
-        predicted = logits.argmax(1)
+        predicted = logits.argmax(1).cpu()
         self.counts += class_counts(predicted, self.num_classes)
         if labels is not None:
             self.hits += int((predicted == labels.cpu()).sum())
             self.labelled += len(labels)
 
+    def _feed(self, images: torch.Tensor, what: str, real: bool, into: list[FeatureDistances]) -> torch.Tensor:
+        """Features of `images` (float32, CPU), each batch fed to `into` on the way."""
+        kept = []
+        for start in track(range(0, len(images), BATCH), f"domain features of {len(images):,} {what}"):
+            batch = images[start : start + BATCH].to(self.device)
+            for distances in into:
+                distances.update(batch, real=real)
+            kept.append(self.net.features_and_logits(batch)[0].float().cpu())
+        return torch.cat(kept)
+
     def metrics(self, real, train_x, train_y, test_x, test_y, generator) -> dict[str, float]:
-        device = self.device
-        real_f, _ = self.features_net.extract(real, device)
+        real_f = self._feed(real, "test images", True, [self.samples, self.floor])
         # What a perfect model would score with these n: training images in place of samples.
-        reference_f, _ = self.features_net.extract(_subset(train_x, self.n, generator), device)
+        self._feed(_subset(train_x, self.n, generator), "training images", False, [self.floor])
+        size, subsets = kid_plan(len(real), self.n)
+        stage(f"FID, KID ({subsets} subset{'s' * (subsets != 1)} of {size:,}) and precision/recall (k={K_NEAREST}) "
+              f"of {self.n:,} samples against {len(real):,} test images ...")
+        samples, floor = self.samples.compute(), self.floor.compute()
         metrics = {
-            "eval/classifier_test_acc": accuracy(self.classifier.net, test_x, test_y, device),
+            "eval/classifier_test_acc": accuracy(self.classifier.net, test_x, test_y, self.device),
             "eval/classifier_n_test": float(len(test_x)),
-            "eval/domain_fid": frechet_from_stats(*gaussian_stats(real_f), *self.stats.mean_cov()),
-            "eval/domain_fid_train_vs_test": frechet_distance(real_f, reference_f),
+            "eval/domain_fid": samples["fid"],
+            "eval/domain_fid_train_vs_test": floor["fid"],
+            "eval/kid": samples["kid"],
+            "eval/kid_std": samples["kid_std"],
+            "eval/kid_subset_size": samples["kid_subset_size"],
+            "eval/kid_subsets": samples["kid_subsets"],
         }
-        pr = precision_recall(real_f.float(), self.features, K_NEAREST)
+        pr = precision_recall(real_f, self.features, K_NEAREST)
         metrics |= {f"eval/{k}": v for k, v in pr.items()}
         metrics |= coverage_of_counts(self.counts, train_y, self.num_classes)
         if self.labelled:

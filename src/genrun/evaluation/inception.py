@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from genrun.progress import track
+
 WEIGHTS_ENV = "GENRUN_INCEPTION_WEIGHTS"
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's release file name
 # What torchmetrics' Inception Score keeps per sample until it computes: one logit per Inception class.
@@ -47,8 +49,10 @@ class InceptionScorer:
                                         feature_extractor_weights_path=str(weights))
         self.score = InceptionScore(feature=logits_net, splits=10).to(device)
 
-    def update(self, images: torch.Tensor, real: bool) -> None:
-        for start in range(0, len(images), self.batch_size):
+    def update(self, images: torch.Tensor, real: bool, description: str | None = None) -> None:
+        """Score `images` batch by batch; with a `description`, on a progress bar."""
+        starts = range(0, len(images), self.batch_size)
+        for start in starts if description is None else track(starts, description):
             batch = _rgb_uint8(images[start : start + self.batch_size]).to(self.device)
             self.fid.update(batch, real=real)
             if not real:
@@ -80,6 +84,6 @@ def inception_metrics(real: torch.Tensor, fake: torch.Tensor, setting: str | Non
     if isinstance(scorer, str):
         return scorer
     scorer.batch_size = batch_size
-    scorer.update(real, real=True)
-    scorer.update(fake, real=False)
+    scorer.update(real, real=True, description=f"Inception features of {len(real):,} real images")
+    scorer.update(fake, real=False, description=f"Inception features of {len(fake):,} samples")
     return scorer.compute()

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from genrun.images import interleave_rows, save_grid
+from genrun.progress import track
 
 # A sample is a near-copy when it is closer to a training image than all but 1% of test images are.
 COPY_QUANTILE = 0.01
@@ -23,11 +24,13 @@ COPY_FLAG_FRACTION = 0.1
 PER_ROW = 8
 
 
-def nearest(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """(distance, index) of each query's nearest reference image."""
+def nearest(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 512, description: str | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distance, index) of each query's nearest reference image; with a `description`, on a progress bar."""
     q, r = queries.flatten(1).double(), reference.flatten(1).double()
     dists, index = [], []
-    for start in range(0, len(q), chunk):
+    starts = range(0, len(q), chunk)
+    for start in starts if description is None else track(starts, description):
         d, i = torch.cdist(q[start : start + chunk], r).min(1)
         dists.append(d)
         index.append(i)
@@ -58,7 +61,7 @@ class NearestTraining:
     def metrics(self, test: torch.Tensor) -> dict[str, float]:
         """Sample distances against those of `test` images (unseen in training) to the same training set."""
         sample_d = torch.cat(self.dists)
-        test_d, _ = nearest(test, self.reference)
+        test_d, _ = nearest(test, self.reference, description=f"nearest training images of {len(test):,} test images")
         threshold = torch.quantile(test_d, COPY_QUANTILE)
         copies = (sample_d < threshold).double().mean().item()
         return {

@@ -13,12 +13,17 @@ from __future__ import annotations
 import torch
 
 from genrun.budget import timed
+from genrun.progress import Bar, bar
 
 BLOCK = 1024
 
 
-def knn_radii(x: torch.Tensor, k: int, block: int = BLOCK) -> torch.Tensor:
-    """Distance from each row of x to its k-th nearest other row."""
+def _blocks(n: int, block: int) -> int:
+    return -(-n // block)
+
+
+def knn_radii(x: torch.Tensor, k: int, block: int = BLOCK, shown: Bar | None = None) -> torch.Tensor:
+    """Distance from each row of x to its k-th nearest other row; `shown` advances once per block of rows."""
     radii = []
     for start in range(0, len(x), block):
         rows = x[start : start + block].double()
@@ -28,12 +33,14 @@ def knn_radii(x: torch.Tensor, k: int, block: int = BLOCK) -> torch.Tensor:
             d = d if nearest is None else torch.cat([nearest, d], 1)
             nearest = d.topk(min(k + 1, d.shape[1]), dim=1, largest=False).values
         radii.append(nearest[:, k])
+        if shown is not None:
+            shown.advance()
     return torch.cat(radii)
 
 
-def inside_manifold(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, block: int = BLOCK
-                    ) -> torch.Tensor:
-    """For each point, whether it lies within some centre's ball."""
+def inside_manifold(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, block: int = BLOCK,
+                    shown: Bar | None = None) -> torch.Tensor:
+    """For each point, whether it lies within some centre's ball; `shown` advances once per block of points."""
     inside = []
     for start in range(0, len(points), block):
         rows = points[start : start + block].double()
@@ -42,14 +49,18 @@ def inside_manifold(points: torch.Tensor, centres: torch.Tensor, radii: torch.Te
             d = torch.cdist(rows, centres[col : col + block].double())
             hit |= (d <= radii[col : col + block].unsqueeze(0)).any(1)
         inside.append(hit)
+        if shown is not None:
+            shown.advance()
     return torch.cat(inside)
 
 
 def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> dict[str, float]:
     if len(real) <= k or len(fake) <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} real and fake points")
-    precision = inside_manifold(fake, real, knn_radii(real, k)).double().mean().item()
-    recall = inside_manifold(real, fake, knn_radii(fake, k)).double().mean().item()
+    total = 2 * (_blocks(len(real), BLOCK) + _blocks(len(fake), BLOCK))
+    with bar(f"precision/recall: nearest neighbours among {len(real):,} + {len(fake):,} points", total) as shown:
+        precision = inside_manifold(fake, real, knn_radii(real, k, shown=shown), shown=shown).double().mean().item()
+        recall = inside_manifold(real, fake, knn_radii(fake, k, shown=shown), shown=shown).double().mean().item()
     return {"precision": precision, "recall": recall}
 
 

@@ -1,4 +1,5 @@
-"""genrun evaluate: measure a trained model on held-out data; a table, metrics.json and TensorBoard."""
+"""genrun evaluate: measure a trained model on held-out data; a table, metrics.json, and the figures in the
+training run's own TensorBoard (genrun.evaluation.run_tensorboard)."""
 
 from __future__ import annotations
 
@@ -36,10 +37,17 @@ def _headline(metrics: dict) -> dict[str, str]:
     return lines
 
 
+def _where(tb_dir: Path, out_dir: Path) -> str:
+    if tb_dir.parent == out_dir:
+        return "this evaluation's own: the checkpoint is not inside a genrun train run directory"
+    return "the training run's own: eval/* at the checkpoint's step, hparams/eval/* in its HPARAMS row"
+
+
 def run(cfg: DictConfig):
     import torch
     from hydra.core.hydra_config import HydraConfig
 
+    from genrun.evaluation.run_tensorboard import log_evaluation
     from genrun.families.base import EvalContext
     from genrun.pipeline import parse_knobs
     from genrun.runs import print_summary, write_metrics
@@ -59,22 +67,7 @@ def run(cfg: DictConfig):
         metrics = loaded.pipeline.evaluate(context)
     write_metrics(out_dir, {"task": "evaluate", "status": "completed", "checkpoint": str(loaded.path),
                             "metrics": metrics, "data": loaded.data_info})
-    _log_to_tensorboard(out_dir, metrics)
-    print_summary(f"genrun evaluate: {loaded.path}", _headline(metrics), metrics, out_dir,
-                  [f"tensorboard --logdir {out_dir / 'tensorboard'}"])
+    tb_dir = log_evaluation(loaded.path, loaded.run_config, metrics, out_dir)
+    headline = _headline(metrics) | {"tensorboard": _where(tb_dir, out_dir)}
+    print_summary(f"genrun evaluate: {loaded.path}", headline, metrics, out_dir, [f"tensorboard --logdir {tb_dir}"])
     return metrics
-
-
-def _log_to_tensorboard(out_dir: Path, metrics: dict) -> None:
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(str(out_dir / "tensorboard")) as writer:
-        for name, value in metrics.items():
-            if isinstance(value, (int, float)):
-                writer.add_scalar(f"evaluate/{name}", value, 0)
-        for png in sorted(out_dir.glob("*.png")):
-            import numpy as np
-            from PIL import Image
-
-            writer.add_image(f"evaluate/{png.stem}", np.asarray(Image.open(png).convert("RGB")), 0,
-                             dataformats="HWC")
