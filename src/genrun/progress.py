@@ -122,6 +122,9 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
     """Yield from `items`, advancing a bar after each."""
     if total is None and hasattr(items, "__len__"):
         total = len(items)
+    if total == 0:  # nothing left to wait for (the first batch was the estimate's): no empty 0/0 bar
+        yield from items
+        return
     with bar(description, total) as shown:
         for item in items:
             yield item

@@ -50,8 +50,8 @@ def run(cfg: DictConfig):
     from genrun.evaluation.run_tensorboard import log_evaluation
     from genrun.families.base import EvalContext
     from genrun.pipeline import parse_knobs
-    from genrun.runs import print_summary, write_metrics
-    from genrun.tasks.loading import load_model, pick_device, split_loader
+    from genrun.runs import print_summary, summary_metrics, write_metrics
+    from genrun.tasks.loading import load_model, pick_device, say_which, split_loader
     from genrun.tasks.sample import knob_values, model_name, task_settings
 
     choices = HydraConfig.get().runtime.choices
@@ -59,6 +59,7 @@ def run(cfg: DictConfig):
     loaded = load_model(cfg, choices)
     knobs = parse_knobs(type(loaded.pipeline).Knobs, knob_values(cfg, "evaluate"), model_name(loaded),
                         task_settings("evaluate"))
+    say_which(loaded)
     torch.manual_seed(int(cfg.seed))
     context = EvalContext(out_dir=out_dir, device=pick_device(str(cfg.get("device", "auto"))),
                           data_info=loaded.data_info, load_split=split_loader(loaded.run_config),
@@ -69,5 +70,6 @@ def run(cfg: DictConfig):
                             "metrics": metrics, "data": loaded.data_info})
     tb_dir = log_evaluation(loaded.path, loaded.run_config, metrics, out_dir)
     headline = _headline(metrics) | {"tensorboard": _where(tb_dir, out_dir)}
-    print_summary(f"genrun evaluate: {loaded.path}", headline, metrics, out_dir, [f"tensorboard --logdir {tb_dir}"])
+    print_summary(f"genrun evaluate: {loaded.path}", headline, summary_metrics(metrics, loaded.data_info), out_dir,
+                  [f"tensorboard --logdir {tb_dir}"])
     return metrics

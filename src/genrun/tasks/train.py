@@ -285,13 +285,16 @@ def run(cfg: DictConfig):
 def _log_to_tensorboard(trainer, config: dict, metrics: dict, files: dict) -> None:
     from lightning.pytorch.loggers import TensorBoardLogger
 
+    from genrun.evaluation.run_tensorboard import hparam_metric_names, write_hparams
     from genrun.headlines import is_constant
 
     for logger in trainer.loggers:
         if not isinstance(logger, TensorBoardLogger):
             continue
         hparam_metrics = {f"hparams/{k}": v for k, v in metrics.items() if not k.endswith("_step")}
-        logger.log_hyperparams(flat_hparams(config), hparam_metrics)
+        # Lightning's log_hyperparams, with the columns a later `genrun evaluate` fills named in advance:
+        # TensorBoard takes a run's HPARAMS columns from its first record.
+        write_hparams(logger.experiment, flat_hparams(config), hparam_metrics, hparam_metric_names())
         # The end-of-run figures as ordinary scalars too, beside the curves, at the run's last step.
         final = {k: v for k, v in metrics.items() if k.split("/")[0] in ("test", "eval") and not is_constant(k)}
         logger.log_metrics(final, step=trainer.global_step)
