@@ -50,7 +50,7 @@ def run(cfg: DictConfig):
     from genrun.evaluation.run_tensorboard import log_evaluation
     from genrun.families.base import EvalContext
     from genrun.pipeline import parse_knobs
-    from genrun.runs import print_summary, summary_metrics, write_metrics
+    from genrun.runs import print_summary, summary_metrics, test_is_validation, write_metrics
     from genrun.tasks.loading import load_model, pick_device, say_which, split_loader
     from genrun.tasks.sample import knob_values, model_name, task_settings
 
@@ -70,6 +70,8 @@ def run(cfg: DictConfig):
                             "metrics": metrics, "data": loaded.data_info})
     tb_dir = log_evaluation(loaded.path, loaded.run_config, metrics, out_dir)
     headline = _headline(metrics) | {"tensorboard": _where(tb_dir, out_dir)}
+    if test_is_validation(loaded.data_info):
+        headline["note"] = "no separate test split: held-out figures are on the validation split (val/...)"
     print_summary(f"genrun evaluate: {loaded.path}", headline, summary_metrics(metrics, loaded.data_info), out_dir,
                   [f"tensorboard --logdir {tb_dir}"])
     return metrics

@@ -185,9 +185,9 @@ def run(cfg: DictConfig):
         resume_from = checkpoint_dir / CHECKPOINT_NAME
         if not resume_from.is_file():
             raise GenrunError(f"resume={cfg.resume}: no checkpoint at {resume_from}; nothing to resume")
+    debug = bool(choices.get("debug")) or bool(cfg.trainer.get("fast_dev_run"))
     if not is_worker:
         remove_stale_temporaries(checkpoint_dir)
-        debug = bool(choices.get("debug")) or bool(cfg.trainer.get("fast_dev_run"))
         write_run_file(run_dir, choices.get("model"), choices.get("dataset"), "train", debug=debug)
         _prepare_ddp_children("train", run_dir)
 
@@ -257,8 +257,7 @@ def run(cfg: DictConfig):
         limit = _test_item_limit(cfg, datamodule.batch_size)
         x, y = splits["test"]
         test_splits = {**splits, "test": (x[:limit], y[:limit]) if limit else (x, y)}
-        quality = (bool(cfg.get("image_metrics", True)) and type(pipeline).quality_after_training
-                   and not cfg.trainer.get("fast_dev_run"))
+        quality = bool(cfg.get("image_metrics", True)) and type(pipeline).quality_after_training and not debug
         context = EvalContext(out_dir=run_dir, device=device, data_info=data_info,
                               load_split=test_splits.__getitem__,
                               settings={**asdict(end_knobs), "iwae_k": getattr(model, "iwae_k", 100),
