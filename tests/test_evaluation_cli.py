@@ -15,7 +15,7 @@ def test_evaluate_a_vae_with_cached_or_given_domain_classifier_and_use_the_class
     check_ok(run_genrun(["train", "-m", "model=vae,classifier", MINI, "debug=fast_dev_run"], workdir))
     [classifier_run] = (workdir / "outputs" / "multirun" / "train").glob("*/*_classifier_mnist")
     assert "test/acc" in read_metrics(classifier_run)["metrics"]
-    assert (classifier_run / "samples" / "predictions.png").is_file()
+    assert (classifier_run / "samples" / "predict.png").is_file()
 
     # 1. The domain classifier is trained on first use (fast setting for the test) and cached.
     result = check_ok(run_genrun(["evaluate", "model=vae", "num_samples=200", "iwae_k=2", "classifier.epochs=1"],
@@ -48,6 +48,6 @@ def test_evaluate_a_vae_with_cached_or_given_domain_classifier_and_use_the_class
     [sample_dir] = run_dirs(workdir, "sample")
     predictions = json.loads((sample_dir / "predictions.json").read_text())["predictions"]
     assert len(predictions) == 12 and all(0 <= p["predicted"] < 10 for p in predictions)
-    assert "predictions.png" in result.stdout
+    assert sample_dir.name.startswith("predict_") and "predict.png" in result.stdout
     direct = check_ok(run_genrun(["evaluate", f"ckpt={cached}"], workdir))
     assert "test/acc" in direct.stdout
