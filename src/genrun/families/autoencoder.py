@@ -199,9 +199,10 @@ def _interpolation_plan(net: Autoencoder, request: SampleRequest, context: Sampl
 
 
 def interpolation_sheet(images: torch.Tensor, shown: torch.Tensor, steps: int, nrow: int | None,
-                        title: tuple[str, str], real: tuple[torch.Tensor, torch.Tensor] | None = None):
+                        title: tuple[str, str], real: tuple[torch.Tensor, torch.Tensor] | None = None,
+                        row_labels: list[str] | None = None):
     """The decoded paths, columns labelled by their fraction of the way; with `real` (the start and end images
-    of every row), each row framed by its real start and end images."""
+    of every row), each row framed by its real start and end images; `row_labels` name the rows."""
     if nrow is None:  # one long path shown at evenly spaced points, wrapped into a square: caption each tile
         captions = figures.fraction_labels(shown, steps)
         cells = list(images)
@@ -210,12 +211,13 @@ def interpolation_sheet(images: torch.Tensor, shown: torch.Tensor, steps: int, n
         return figures.sheet(cells, figures.columns(len(cells), None), *title, captions=captions)
     labels = figures.fraction_labels(shown[:nrow], steps)
     if real is None:
-        return figures.sheet(images, nrow, *title, col_labels=labels)
+        return figures.sheet(images, nrow, *title, col_labels=labels, row_labels=row_labels)
     cells = []
     for start in range(0, len(images), nrow):
         row = int(shown[start]) // steps
         cells += [real[0][row], *images[start : start + nrow], real[1][row]]
-    return figures.sheet(cells, nrow + 2, *title, col_labels=["start", *labels, "end"], split_cols=(1, nrow + 1))
+    return figures.sheet(cells, nrow + 2, *title, col_labels=["start", *labels, "end"], split_cols=(1, nrow + 1),
+                         row_labels=row_labels)
 
 
 @torch.no_grad()

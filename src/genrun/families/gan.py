@@ -206,7 +206,11 @@ def _interpolate(net, request, generator, context):
     def draw(images: torch.Tensor):
         title = figures.headline(context.out_dir, "interpolate", f"{request.interpolation} paths between two latents",
                                  **_knobs(request, steps=steps, label=request.label))
-        return interpolation_sheet(images, shown, steps, nrow, title)
+        labels = None
+        if net.num_classes and request.label is None and nrow:  # one class per row, in turn
+            names = figures.class_names(context.data_info, net.num_classes)
+            labels = [f"class {names[int(i) // steps % net.num_classes]}" for i in shown[::nrow]]
+        return interpolation_sheet(images, shown, steps, nrow, title, row_labels=labels)
 
     return SamplePlan(path_batches(ends, rows, steps, request.interpolation, render), total,
                       path_batch_count(rows, steps), what, shown, nrow), draw
