@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -33,30 +34,37 @@ def upscale(images: torch.Tensor, factor: int) -> torch.Tensor:
     return images.repeat_interleave(factor, -1).repeat_interleave(factor, -2) if factor > 1 else images
 
 
+@lru_cache(maxsize=8)
 def font(size: int = TEXT_SIZE):
+    """PIL's own scalable font (loaded once per size): no font file to ship, no matplotlib."""
     from PIL import ImageFont
 
     return ImageFont.load_default(size=size)
 
 
+@lru_cache(maxsize=1024)
 def text_size(text: str, size: int = TEXT_SIZE) -> tuple[int, int]:
-    """(width, height) of `text` drawn at `size`, lines included."""
+    """(width, height) of `text` drawn at `size`, lines included (cached: captions repeat)."""
     if not text:
         return 0, 0
     from PIL import Image, ImageDraw
 
-    left, top, right, bottom = ImageDraw.Draw(Image.new("RGB", (1, 1))).multiline_textbbox(
+    _left, _top, right, bottom = ImageDraw.Draw(Image.new("RGB", (1, 1))).multiline_textbbox(
         (0, 0), text, font=font(size), spacing=2)
     return right, bottom
 
 
-def to_pil(image: torch.Tensor):
-    """A C×H×W tensor in [0, 1] (C = 1 or 3) as an RGB PIL image."""
+def to_pil(image: torch.Tensor, factor: int = 1):
+    """A C×H×W tensor in [0, 1] (C = 1 or 3) as an RGB PIL image, `factor` times larger (whole pixels)."""
+    import numpy as np
     from PIL import Image
 
-    pixels = image.detach().float().cpu().clamp(0, 1).mul(255).round().to(torch.uint8)
-    pixels = pixels.expand(3, -1, -1) if pixels.shape[0] == 1 else pixels[:3]
-    return Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy())
+    pixels = np.rint(image.detach().float().cpu().clamp(0, 1).numpy() * 255).astype(np.uint8)
+    pixels = np.repeat(pixels, 3, 0) if pixels.shape[0] == 1 else pixels[:3]
+    picture = Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)))
+    if factor > 1:
+        picture = picture.resize((picture.width * factor, picture.height * factor), Image.NEAREST)
+    return picture
 
 
 @dataclass
@@ -121,7 +129,7 @@ def sheet(images: torch.Tensor | Sequence[torch.Tensor | None], ncol: int, title
         r, c = divmod(i, ncol)
         left, top = lefts[c], tops[r]
         if cell is not None:
-            canvas.paste(to_pil(upscale(cell, factor)), (left, top))
+            canvas.paste(to_pil(cell, factor), (left, top))
         if texts[i].text:
             w = text_size(texts[i].text)[0]
             draw.multiline_text((left + max(0, (tw - w) // 2), top + th + 2), texts[i].text,
