@@ -72,6 +72,8 @@ def test_upscaling_repeats_pixels_and_keeps_large_images_sensible():
     assert big.shape == (1, 84, 84)
     assert torch.equal(big[:, ::3, ::3], image) and torch.equal(big[:, 2::3, 1::3], image)  # whole blocks
     assert figures.scale_for(28, 28) == 3 and figures.scale_for(64, 64) == 2 and figures.scale_for(256, 256) == 1
+    long_row = figures.sheet(_images(200), 200, "a 200-step path")  # enlarged only while the table stays narrow
+    assert long_row.size[0] <= 200 * (28 + figures.PAD) + 2 * figures.MARGIN
 
 
 def test_the_sheet_has_a_title_band_and_label_bands(tmp_path):

@@ -19,6 +19,8 @@ import torch
 # Tiles are enlarged by a whole factor towards this many pixels on their longer side (never shrunk).
 TARGET_TILE = 96
 MAX_SCALE = 4
+# ...but only while the table stays this wide: a long row of tiles is enlarged less, or not at all.
+MAX_WIDTH = 4096
 PAD, MARGIN = 2, 6
 BACKGROUND, INK, MUTED, WRONG = (255, 255, 255), (0, 0, 0), (90, 90, 90), (200, 0, 0)
 TITLE_SIZE, TEXT_SIZE = 16, 12
@@ -86,7 +88,7 @@ def sheet(images: torch.Tensor | Sequence[torch.Tensor | None], ncol: int, title
     left, `col_labels` in a band above the tiles, `captions` under each tile. `split_cols` / `split_rows`: the
     columns and rows that get a wider gap before them, to set apart tiles that belong together (a real image
     beside decoded ones, a sample beside its neighbour). `scale`: the upscaling factor
-    (default: `scale_for` the tile size).
+    (default: `scale_for` the tile size, less where the table would grow wider than MAX_WIDTH).
     """
     from PIL import Image, ImageDraw
 
@@ -94,9 +96,9 @@ def sheet(images: torch.Tensor | Sequence[torch.Tensor | None], ncol: int, title
     shape = next((c.shape for c in cells if c is not None), None)
     if shape is None:
         raise ValueError("a sheet needs at least one image")
-    factor = scale or scale_for(shape[-2], shape[-1])
-    th, tw = shape[-2] * factor, shape[-1] * factor
     ncol = max(1, min(ncol, len(cells)))
+    factor = scale or max(1, min(scale_for(shape[-2], shape[-1]), MAX_WIDTH // (ncol * (shape[-1] + PAD))))
+    th, tw = shape[-2] * factor, shape[-1] * factor
     nrow = math.ceil(len(cells) / ncol)
     texts = [c if isinstance(c, Caption) else Caption(c or "") for c in (captions or [None] * len(cells))]
     caption_h = max((text_size(c.text)[1] for c in texts), default=0)
