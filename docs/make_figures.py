@@ -66,7 +66,7 @@ def make(work: Path) -> None:
 
     # A small DCGAN trained briefly: strokes and rough digits, enough to read the arithmetic table.
     dcgan = genrun(work, "train", "model=dcgan", MINI, "model.width=16", "model.latent_dim=64", "model.lr=5e-4",
-                   "dataset.batch_size=64", "model.ema_decay=0.99", "trainer.max_steps=1400", *QUIET)
+                   "dataset.batch_size=64", "model.ema_decay=0.99", "trainer.max_epochs=4", *QUIET)
     keep(genrun(work, "sample", f"ckpt={dcgan}/checkpoints/last.ckpt", "mode=arithmetic", "arithmetic.a=[0,1,2]",
                 "arithmetic.b=[3,4]", "arithmetic.c=[5,6,7]") / "arithmetic.png", "arithmetic.png")
 
