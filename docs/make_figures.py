@@ -41,7 +41,7 @@ def genrun(work: Path, *args: str) -> Path:
 
 
 def keep(source: Path, name: str) -> None:
-    """Copy a picture into docs/figures, greyscale when it has no colour."""
+    """Copy a picture into FIGURES (docs/figures), greyscale when it has no colour."""
     from PIL import Image, ImageChops
 
     with Image.open(source) as image:
@@ -51,7 +51,7 @@ def keep(source: Path, name: str) -> None:
         out = rgb.convert("L") if grey else rgb
         FIGURES.mkdir(parents=True, exist_ok=True)
         out.save(FIGURES / name, optimize=True)
-    print(f"         -> docs/figures/{name} {out.size[0]}x{out.size[1]}", flush=True)
+    print(f"         -> {FIGURES / name} {out.size[0]}x{out.size[1]}", flush=True)
 
 
 def make(work: Path) -> None:
@@ -90,9 +90,12 @@ def make(work: Path) -> None:
 
 
 def main() -> None:
+    global FIGURES
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, help="run directory to use and keep (default: a temporary one)")
+    parser.add_argument("--figures", type=Path, default=FIGURES, help="where the pictures go (default: docs/figures)")
     args = parser.parse_args()
+    FIGURES = args.figures.resolve()
     started = time.time()
     if args.work:
         make(args.work.resolve())
