@@ -40,8 +40,9 @@ def _mode_prefix(task, mode, ckpt, model, dataset, output_root) -> str:
 
     That first mode is read from the checkpoint itself, cheaply: memory-mapped, so only the small pipeline
     spec is read from disk, never the weights, and the pipeline class is imported (Lightning-free, and
-    imported by the task anyway) only for its `modes`. When that fails the prefix is left out; the task then
-    reports the checkpoint's problem itself.
+    imported by the task anyway) only for its `modes`, through genrun.trust's allow-list: nothing the
+    checkpoint names is built. When that fails the prefix is left out; the task then reports the
+    checkpoint's problem itself.
     """
     if task != "sample":
         return ""
