@@ -32,7 +32,7 @@ def test_each_model_trains_fast_dev_run_in_a_sweep_and_samples(workdir):
         assert sample_dir.parent.name.startswith(f"{model}_")
         images = torch.from_numpy(np.load(sample_dir / "samples.npy"))
         assert images.shape == (9, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
-        assert str(sample_dir / "samples.png") in result.stdout
+        assert sample_dir.name.startswith("prior_") and str(sample_dir / "prior.png") in result.stdout
         # fast_dev_run keeps no best.ckpt: the run's final weights, and the console says so
         assert str(job / "checkpoints" / "last.ckpt") in result.stdout and "the run's final weights" in result.stdout
     # Without ckpt=, debug runs are never picked: the error says how many were skipped and how to name one.
@@ -44,7 +44,7 @@ def test_run_directory_holds_everything(trained_vae):
     [run_dir] = run_dirs(trained_vae)
     assert run_dir.parent.name == "vae_mnist"
     for path in (".hydra/config.yaml", ".hydra/overrides.yaml", "checkpoints/last.ckpt", "checkpoints/best.ckpt",
-                 "samples/samples.png", "samples/samples.npy", "metrics.json"):
+                 "samples/prior.png", "samples/samples.npy", "metrics.json"):
         assert (run_dir / path).is_file(), path
     events = list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert events
@@ -123,7 +123,7 @@ def test_sample_ckpt_accepts_run_dir_and_file(trained_vae):
     [run_dir] = run_dirs(trained_vae)
     for ckpt in (run_dir, run_dir / "checkpoints" / "best.ckpt"):
         result = check_ok(run_genrun(["sample", f"ckpt={ckpt}", "num_samples=4"], trained_vae))
-        assert "samples.png" in result.stdout
+        assert "prior.png" in result.stdout
 
 
 def test_evaluate_reports_iwae_likelihood(trained_vae):

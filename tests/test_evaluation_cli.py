@@ -65,7 +65,7 @@ def test_evaluate_a_vae_with_cached_or_given_domain_classifier_and_use_the_class
     [classifier_run] = (workdir / "outputs" / "multirun" / "train").glob("*/*_classifier_mnist")
     [vae_run] = (workdir / "outputs" / "multirun" / "train").glob("*/*_vae_mnist")
     assert "test/acc" in read_metrics(classifier_run)["metrics"]
-    assert (classifier_run / "samples" / "predictions.png").is_file()
+    assert (classifier_run / "samples" / "predict.png").is_file()
     training_events = set((vae_run / "tensorboard").glob("events.out.tfevents.*"))
 
     # 1. The domain classifier is trained on first use (fast setting for the test) and cached; stderr is not a
@@ -123,7 +123,7 @@ def test_evaluate_a_vae_with_cached_or_given_domain_classifier_and_use_the_class
     [sample_dir] = run_dirs(workdir, "sample")
     predictions = json.loads((sample_dir / "predictions.json").read_text())["predictions"]
     assert len(predictions) == 12 and all(0 <= p["predicted"] < 10 for p in predictions)
-    assert "predictions.png" in result.stdout
+    assert sample_dir.name.startswith("predict_") and "predict.png" in result.stdout
     direct = check_ok(run_genrun(["evaluate", f"ckpt={cached}"], workdir))
     # the bundled digits have no test split: the accuracy is on the validation split, and named so
     assert "val/acc" in direct.stdout and "test/acc" not in direct.stdout and "no separate test split" in direct.stdout

@@ -29,7 +29,7 @@ def test_checkpoints_written_before_pipelines_still_sample(name, tmp_path, monke
     assert code == 0, err
     (run,) = (tmp_path / "outputs" / "sample").glob("*/*")
     written = {p.name for p in run.iterdir()}
-    expected = {"gpt": "samples.txt", "char_lstm": "samples.txt", "classifier": "predictions.png"}
+    expected = {"gpt": "samples.txt", "char_lstm": "samples.txt", "classifier": "predict.png"}
     assert expected.get(name, "samples.npy") in written, (written, out)
 
 

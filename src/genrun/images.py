@@ -1,9 +1,9 @@
-"""Image grids and PNG files without torchvision, so `genrun sample` starts fast."""
+"""Image grids as tensors without torchvision, so `genrun sample` starts fast (TensorBoard's image tab and the
+streamed reconstruction layout); the titled, labelled PNG pictures are genrun.figures'."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 
@@ -23,22 +23,6 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, p
         top, left = padding + r * (h + padding), padding + col * (w + padding)
         grid[:, top : top + h, left : left + w] = images[i]
     return grid
-
-
-def save_png(image: torch.Tensor, path: Path) -> Path:
-    """Write a C×H×W tensor in [0, 1] (C = 1 or 3) as an 8-bit PNG."""
-    from PIL import Image
-
-    array = image.mul(255).round().clamp(0, 255).to(torch.uint8)
-    array = array[0] if array.shape[0] == 1 else array.permute(1, 2, 0)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array.numpy()).save(path)
-    return path
-
-
-def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> Path:
-    return save_png(make_grid(images, nrow=nrow), path)
 
 
 def interleave_rows(top: torch.Tensor, bottom: torch.Tensor, nrow: int = 8) -> torch.Tensor:

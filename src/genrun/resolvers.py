@@ -1,4 +1,4 @@
-"""OmegaConf resolvers used by the run-directory names in configs/hydra/default.yaml."""
+"""OmegaConf resolvers used by the run-directory names in configs/hydra/default.yaml and inference.yaml."""
 
 from __future__ import annotations
 
@@ -34,6 +34,44 @@ def _checkpoint_run_name(ckpt, model, dataset, output_root) -> str:
         return _run_name(model, dataset)  # the task itself reports a missing or unreadable checkpoint
 
 
+def _mode_prefix(task, mode, ckpt, model, dataset, output_root) -> str:
+    """`<mode>_` for a `genrun sample` run directory (empty for other tasks), so the directory says what was
+    drawn: the mode asked for, or with `mode=null` the first mode of the checkpoint's pipeline.
+
+    That first mode is read from the checkpoint itself, cheaply: memory-mapped, so only the small pipeline
+    spec is read from disk, never the weights, and the pipeline class is imported (Lightning-free, and
+    imported by the task anyway) only for its `modes`, through genrun.trust's allow-list: nothing the
+    checkpoint names is built. When that fails the prefix is left out; the task then reports the
+    checkpoint's problem itself.
+    """
+    if task != "sample":
+        return ""
+    if mode is None:
+        mode = _first_mode(ckpt, model, dataset, output_root)
+    return f"{_safe(str(mode))}_" if mode else ""
+
+
+def _first_mode(ckpt, model, dataset, output_root) -> str | None:
+    try:
+        import torch
+
+        from genrun.pipeline import Pipeline, stored_spec
+        from genrun.runs import locate_checkpoint
+        from genrun.trust import resolve_trusted
+
+        path = locate_checkpoint(ckpt, output_root, model, dataset)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        pipeline = resolve_trusted(stored_spec(payload, path).get("class"), Pipeline)
+        return pipeline.modes[0] if pipeline is not None else None
+    except Exception:  # noqa: BLE001 (a name is all this wants; the task reports a bad checkpoint)
+        return None
+
+
+def _safe(text: str) -> str:
+    """A mode as a directory-name part: letters, digits, '-' and '.' kept, anything else '-'."""
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in text).strip(".") or "mode"
+
+
 # Job directories resolved in this process, newest last: Hydra makes them before the task runs, so a
 # Ctrl-C in between can only find them here (genrun.cli removes a half-made one).
 JOB_DIRS: list[str] = []
@@ -52,3 +90,4 @@ def register() -> None:
     OmegaConf.register_new_resolver("run_name", _run_name, replace=True)
     OmegaConf.register_new_resolver("job_dir", _job_dir, replace=True)
     OmegaConf.register_new_resolver("checkpoint_run_name", _checkpoint_run_name, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("mode_prefix", _mode_prefix, use_cache=True, replace=True)

@@ -7,8 +7,8 @@ time, and any reader gets the whole array with `numpy.load(path, mmap_mode='r')`
 reader glue files back together. The file is written under a `.partial` name and renamed once complete, so
 an interrupted run never leaves a file that looks whole.
 
-The picture shows at most PREVIEW_LIMIT samples (chosen up front by index and kept as their batches pass);
-the printed output says so when that is fewer than all.
+The picture (`<mode>.png`) shows at most PREVIEW_LIMIT samples (chosen up front by index and kept as their
+batches pass); the printed output says so when that is fewer than all.
 """
 
 from __future__ import annotations
@@ -195,15 +195,23 @@ def shown_note(picture: Path, shown: int, total: int, tensor: Path, unit: str = 
     return f"{picture.name} shows {shown:,} of the {total:,} {unit}; all are in {tensor.name}"
 
 
-def write_samples(plan: SamplePlan, context, max_minutes: float | None) -> dict[str, Path]:
-    """Run an image plan into `samples.npy` and `samples.png` under `context.out_dir`; a picture holding fewer
-    than all samples is noted in `context.notes`."""
-    from genrun.images import save_grid
+def write_samples(plan: SamplePlan, context, max_minutes: float | None, mode: str,
+                  draw: Callable[[torch.Tensor], object]) -> dict[str, Path]:
+    """Run an image plan into `samples.npy`, and picture the samples it shows as `<mode>.png` under
+    `context.out_dir` (`draw` turns them into a titled, labelled PIL image). The tensor file keeps one name for
+    every mode, so code that reads it need not know the mode; the picture is named by what it shows. A
+    picture holding fewer than all samples is noted in `context.notes`."""
+    from genrun.figures import save
 
     tensor = Path(context.out_dir) / f"samples{SUFFIX}"
     shown = run_plan(plan, tensor, max_minutes)
-    grid = save_grid(shown, Path(context.out_dir) / "samples.png", nrow=plan.nrow)
+    grid = save(draw(shown), picture_path(context.out_dir, mode))
     note = shown_note(grid, len(shown), plan.total, tensor)
     if note:
         context.notes.append(note)
     return {"grid": grid, "tensor": tensor}
+
+
+def picture_path(out_dir: Path, mode: str) -> Path:
+    """Where a sampling mode's picture goes: named after the mode (prior.png, interpolate.png, ...)."""
+    return Path(out_dir) / f"{mode}.png"

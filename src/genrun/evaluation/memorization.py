@@ -13,15 +13,17 @@ from pathlib import Path
 
 import torch
 
-from genrun.images import interleave_rows, save_grid
+from genrun import figures
 from genrun.progress import track
 
 # A sample is a near-copy when it is closer to a training image than all but 1% of test images are.
 COPY_QUANTILE = 0.01
 # Flag memorization when near-copies are ten times more common than among test images.
 COPY_FLAG_FRACTION = 0.1
-# Samples per row of the picture: the closest to the training set, then the first drawn.
+# Samples in each part of the picture: the closest to the training set, then the first drawn.
 PER_ROW = 8
+# (sample, nearest training image) pairs side by side in one row of the picture.
+PAIRS_PER_ROW = 4
 
 
 def nearest(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 512, description: str | None = None
@@ -73,10 +75,25 @@ class NearestTraining:
         }
 
     def grid(self, path: Path) -> Path:
-        """Rows of samples, each above their nearest training images: first the samples closest to the
-        training set (the likeliest copies), then samples as drawn."""
+        """Each sample beside its nearest training image, the L2 distance between them written under the pair:
+        first the samples closest to the training set (the likeliest copies), then samples as drawn."""
         first = torch.cat([image for image, _ in self.first])
         first_index = torch.cat([index for _, index in self.first])
-        samples = torch.cat([self.closest[1], first])
-        index = torch.cat([self.closest[2], first_index])
-        return save_grid(interleave_rows(samples, self.train[index], self.per_row), path, nrow=self.per_row)
+        first_d = torch.cat(self.dists)[: len(first)]
+        parts = [("closest", *self.closest), ("as drawn", first_d, first, first_index)]
+        cells, captions, labels = [], [], []
+        for name, distance, samples, index in parts:
+            for start in range(0, len(samples), PAIRS_PER_ROW):
+                row = range(start, min(start + PAIRS_PER_ROW, len(samples)))
+                for i in row:
+                    cells += [samples[i], self.train[int(index[i])]]
+                    captions += ["", f"L2 {float(distance[i]):.2f}"]
+                cells += [None, None] * (PAIRS_PER_ROW - len(row))
+                captions += ["", ""] * (PAIRS_PER_ROW - len(row))
+                labels.append(name if start == 0 else "")
+        title = figures.headline(Path(path).parent, None, "samples (left) beside their nearest training images "
+                                 "(right), L2 distance in pixel space")
+        split_rows = [labels.index("as drawn")] if "as drawn" in labels else []
+        return figures.save(figures.sheet(cells, 2 * PAIRS_PER_ROW, *title, row_labels=labels, captions=captions,
+                                          col_labels=["sample", "nearest"] * PAIRS_PER_ROW,
+                                          split_cols=range(2, 2 * PAIRS_PER_ROW, 2), split_rows=split_rows), path)

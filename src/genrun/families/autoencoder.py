@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from genrun import figures
 from genrun.errors import GenrunError
 from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode, check_nrow, check_path
 from genrun.images import interleave_rows
@@ -75,20 +76,25 @@ def path_batch_count(rows: int, steps: int) -> int:
 
 @torch.no_grad()
 def sample(net: Autoencoder, request: SampleRequest, context: SampleContext) -> dict[str, Path]:
-    """Draw, reconstruct or interpolate batch by batch into samples.npy, with a bounded picture in samples.png."""
+    """Draw, reconstruct or interpolate batch by batch into samples.npy, with a bounded, labelled picture
+    named after the mode (prior.png, reconstruct.png, interpolate.png)."""
     check_mode(request, MODES, "autoencoder")
     generator = request.generator()
     net = net.to(context.device)
     if request.mode == "prior":
-        plan = _prior_plan(net, request, generator)
+        plan, draw = _prior_plan(net, request, context, generator)
     elif request.mode == "reconstruct":
-        plan = _reconstruct_plan(net, request, context, generator)
+        plan, draw = _reconstruct_plan(net, request, context, generator)
     else:
-        plan = _interpolation_plan(net, request, context, generator)
-    return write_samples(plan, context, request.max_minutes)
+        plan, draw = _interpolation_plan(net, request, context, generator)
+    return write_samples(plan, context, request.max_minutes, request.mode, draw)
 
 
-def _prior_plan(net: Autoencoder, request: SampleRequest, generator: torch.Generator) -> SamplePlan:
+def _shown_count(shown: int, total: int, unit: str = "samples") -> str:
+    return f"{total:,} {unit}" if shown >= total else f"first {shown:,} of {total:,} {unit}"
+
+
+def _prior_plan(net: Autoencoder, request: SampleRequest, context: SampleContext, generator: torch.Generator):
     n = request.num_samples
 
     def batches():
@@ -97,11 +103,17 @@ def _prior_plan(net: Autoencoder, request: SampleRequest, generator: torch.Gener
             yield net.mean_image(net.decode(z)).cpu()
 
     shown, nrow = (leading(n), None) if request.nrow is None else whole_rows(n, request.nrow)
-    return SamplePlan(batches(), n, math.ceil(n / BATCH), f"num_samples={n}", shown, nrow)
+
+    def draw(images: torch.Tensor):
+        title = figures.headline(context.out_dir, "prior", f"{_shown_count(len(images), n)} decoded from the prior",
+                                 temperature=request.temperature, seed=request.seed)
+        return figures.sheet(images, figures.columns(len(images), nrow), *title)
+
+    return SamplePlan(batches(), n, math.ceil(n / BATCH), f"num_samples={n}", shown, nrow), draw
 
 
 def _reconstruct_plan(net: Autoencoder, request: SampleRequest, context: SampleContext,
-                      generator: torch.Generator) -> SamplePlan:
+                      generator: torch.Generator):
     """Test images, each row of `nrow` above its reconstructions; at most the whole test split (noted)."""
     x = context.load_split("test")[0]
     order = torch.randperm(len(x), generator=generator)[: request.num_samples]
@@ -121,14 +133,37 @@ def _reconstruct_plan(net: Autoencoder, request: SampleRequest, context: SampleC
     if total > PREVIEW_LIMIT:  # pairs of rows (inputs above reconstructions) from the top-left corner
         cols = min(nrow, PREVIEW_LIMIT // 2)
         shown = corner(total, nrow, cols, max(2, PREVIEW_LIMIT // cols // 2 * 2))
+
+    def draw(images: torch.Tensor):
+        shown_inputs = _shown_count(len(images) // 2, len(order), "test images")
+        title = figures.headline(context.out_dir, "reconstruct", f"{shown_inputs} and their reconstructions",
+                                 seed=request.seed)
+        cells = pair_rows(images, cols)
+        rows = math.ceil(len(cells) / cols)
+        return figures.sheet(cells, cols, *title, row_labels=["input", "reconstruction"] * (rows // 2),
+                             split_rows=range(2, rows, 2))
+
     return SamplePlan(batches(), total, math.ceil(len(order) / per_batch), f"num_samples={request.num_samples}",
-                      shown, cols)
+                      shown, cols), draw
+
+
+def pair_rows(images: torch.Tensor, cols: int) -> list[torch.Tensor | None]:
+    """Cells of a reconstruction picture: rows of `cols` inputs, each above their reconstructions; a last short
+    pair (k inputs then k reconstructions in the stream) is padded with blanks so each half keeps its row."""
+    full = len(images) // (2 * cols) * 2 * cols
+    cells: list[torch.Tensor | None] = list(images[:full])
+    k = (len(images) - full) // 2
+    if k:
+        blanks = [None] * (cols - k)
+        cells += [*images[full : full + k], *blanks, *images[full + k : full + 2 * k], *blanks]
+    return cells
 
 
 def _interpolation_plan(net: Autoencoder, request: SampleRequest, context: SampleContext,
-                        generator: torch.Generator) -> SamplePlan:
+                        generator: torch.Generator):
     check_interpolation(request)
     rows, steps, what = interpolation_layout(request)
+    x = None
     if request.between == "images":
         x = context.load_split("test")[0]
         if 2 * rows > len(x):
@@ -150,8 +185,39 @@ def _interpolation_plan(net: Autoencoder, request: SampleRequest, context: Sampl
 
     total = rows * steps
     shown, nrow = interpolation_preview(total, steps)
+
+    def draw(images: torch.Tensor):
+        between = "two test images" if x is not None else "two prior latents"
+        title = figures.headline(context.out_dir, "interpolate", f"{request.interpolation} paths between {between}",
+                                 steps=steps, temperature=None if x is not None else request.temperature,
+                                 seed=request.seed)
+        real = None if x is None else (x[order[:rows]].float(), x[order[rows:]].float())
+        return interpolation_sheet(images, shown, steps, nrow, title, real)
+
     return SamplePlan(path_batches(ends, rows, steps, request.interpolation, render), total,
-                      path_batch_count(rows, steps), what, shown, nrow)
+                      path_batch_count(rows, steps), what, shown, nrow), draw
+
+
+def interpolation_sheet(images: torch.Tensor, shown: torch.Tensor, steps: int, nrow: int | None,
+                        title: tuple[str, str], real: tuple[torch.Tensor, torch.Tensor] | None = None,
+                        row_labels: list[str] | None = None):
+    """The decoded paths, columns labelled by their fraction of the way; with `real` (the start and end images
+    of every row), each row framed by its real start and end images; `row_labels` name the rows."""
+    if nrow is None:  # one long path shown at evenly spaced points, wrapped into a square: caption each tile
+        captions = figures.fraction_labels(shown, steps)
+        cells = list(images)
+        if real is not None:
+            cells, captions = [real[0][0], *cells, real[1][0]], ["start", *captions, "end"]
+        return figures.sheet(cells, figures.columns(len(cells), None), *title, captions=captions)
+    labels = figures.fraction_labels(shown[:nrow], steps)
+    if real is None:
+        return figures.sheet(images, nrow, *title, col_labels=labels, row_labels=row_labels)
+    cells = []
+    for start in range(0, len(images), nrow):
+        row = int(shown[start]) // steps
+        cells += [real[0][row], *images[start : start + nrow], real[1][row]]
+    return figures.sheet(cells, nrow + 2, *title, col_labels=["start", *labels, "end"], split_cols=(1, nrow + 1),
+                         row_labels=row_labels)
 
 
 @torch.no_grad()

@@ -1,14 +1,13 @@
 """Classifier-family inference without Lightning: predictions on test images, and test accuracy.
 
 "Sampling" a classifier draws test images at random (at most the whole test split) and writes them with the
-predicted classes: a JSON file with every prediction, and a grid of the first PREVIEW_LIMIT (predicted
-class and probability under each image, red where it is wrong).
+predicted classes: a JSON file with every prediction, and a picture (predict.png) of the first PREVIEW_LIMIT
+(predicted class and probability under each image; red, with the true class, where it is wrong).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +18,11 @@ from genrun.errors import GenrunError
 from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode, check_nrow
 from genrun.nets.classifier import ConvClassifier
 from genrun.pipeline import Pipeline, knob
-from genrun.streaming import PREVIEW_LIMIT, shown_note
+from genrun.streaming import PREVIEW_LIMIT, picture_path, shown_note
 
-MODES = ("prior", "predict")
-LABEL_STRIP, MIN_TILE = 14, 56
+# "predict" first: it is what a classifier does, so `mode=null` (and its run directory) says so; "prior" stays
+# accepted, as a request built without a mode asks for it.
+MODES = ("predict", "prior")
 
 
 @torch.no_grad()
@@ -54,39 +54,32 @@ def sample(net: ConvClassifier, request: SampleRequest, context: SampleContext) 
     out.mkdir(parents=True, exist_ok=True)
     rows = [{"index": int(i), "label": int(t), "predicted": int(p), "probability": round(float(c), 4),
              "class": names[int(p)]} for i, t, p, c in zip(order, y, predicted, confidence, strict=True)]
-    files = {"predictions": out / "predictions.json", "grid": out / "predictions.png"}
+    files = {"predictions": out / "predictions.json", "grid": picture_path(out, "predict")}
     accuracy = float((predicted == y).float().mean())
     files["predictions"].write_text(json.dumps({"accuracy_on_these": accuracy, "predictions": rows}, indent=1) + "\n")
     shown = min(len(x), PREVIEW_LIMIT)
-    _labelled_grid(x[:shown], predicted[:shown], confidence[:shown], (predicted == y)[:shown], names, files["grid"],
-                   request.nrow)
+    _labelled_grid(x[:shown], predicted[:shown], confidence[:shown], (predicted == y)[:shown], y[:shown], names,
+                   files["grid"], request.nrow, out, request.temperature)
     note = shown_note(files["grid"], shown, len(x), files["predictions"], "predictions")
     if note:
         context.notes.append(note)
     return files
 
 
-def _labelled_grid(x, predicted, confidence, correct, names, path: Path, nrow: int | None) -> Path:
-    from PIL import Image, ImageDraw
+def _labelled_grid(x, predicted, confidence, correct, truth, names, path: Path, nrow: int | None, out_dir: Path,
+                   temperature: float) -> Path:
+    """Each test image upscaled, with its predicted class and probability under it and, where the prediction is
+    wrong, the true class (in red)."""
+    from genrun import figures
 
-    n, _, h, w = x.shape
-    scale = max(1, math.ceil(MIN_TILE / max(h, w)))
-    th, tw = h * scale, w * scale
-    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
-    rows = math.ceil(n / nrow)
-    canvas = Image.new("RGB", (nrow * (tw + 2) + 2, rows * (th + LABEL_STRIP + 2) + 2), "white")
-    draw = ImageDraw.Draw(canvas)
-    for i in range(n):
-        r, c = divmod(i, nrow)
-        left, top = 2 + c * (tw + 2), 2 + r * (th + LABEL_STRIP + 2)
-        pixels = x[i].clamp(0, 1).mul(255).round().to(torch.uint8)
-        pixels = pixels.expand(3, -1, -1) if pixels.shape[0] == 1 else pixels
-        tile = Image.fromarray(pixels.permute(1, 2, 0).numpy()).resize((tw, th), Image.NEAREST)
-        canvas.paste(tile, (left, top))
-        text = f"{names[int(predicted[i])]}: {float(confidence[i]):.2f}"
-        draw.text((left, top + th + 1), text[:12], fill=(0, 0, 0) if correct[i] else (200, 0, 0))
-    canvas.save(path)
-    return path
+    captions = [figures.Caption(f"pred {names[int(p)]} {float(c):.2f}" + ("" if ok else f"\ntrue {names[int(t)]}"),
+                                wrong=not bool(ok))
+                for p, c, ok, t in zip(predicted, confidence, correct, truth, strict=True)]
+    captions = [figures.Caption(c.text if c.wrong else c.text + "\n", c.wrong) for c in captions]  # rows line up
+    wrong = int((~correct.bool()).sum())
+    title = figures.headline(out_dir, "predict", f"{len(x):,} test images, predicted class and probability "
+                             f"({wrong} wrong, in red with the true class)", temperature=temperature)
+    return figures.save(figures.sheet(x, figures.columns(len(x), nrow), *title, captions=captions), path)
 
 
 def evaluate(net: ConvClassifier, context: EvalContext) -> dict[str, float]:

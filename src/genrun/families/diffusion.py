@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrun import figures
 from genrun.errors import GenrunError
 from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode, check_nrow
 from genrun.nets.base import Net
@@ -29,6 +30,12 @@ from genrun.streaming import BATCH, SamplePlan, leading, whole_rows, write_sampl
 MODES = ("prior", "interpolate", "denoise")
 # Pictures of the chain (mode=denoise): this many columns, from pure noise to the image.
 DENOISE_COLUMNS = 10
+
+
+def denoise_columns(steps: int) -> set[int]:
+    """The step indices mode=denoise pictures: DENOISE_COLUMNS evenly spaced over the chain, both ends included."""
+    columns = min(DENOISE_COLUMNS, steps)
+    return {round(i * (steps - 1) / max(1, columns - 1)) for i in range(columns)}
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -275,7 +282,43 @@ class DiffusionPipeline(Pipeline):
             plan = self._interpolate_plan(request, knobs, generator)
         else:
             plan = self._denoise_plan(request, knobs, generator)
-        return write_samples(plan, context, request.max_minutes)
+        return write_samples(plan, context, request.max_minutes, request.mode, self._picture(request, context, plan))
+
+    def _picture(self, request: SampleRequest, context: SampleContext, plan: SamplePlan):
+        """The function that draws a mode's picture: the sampler's settings in the title; class rows, the
+        interpolation's fractions or the chain's timesteps as labels."""
+        knobs = request.knobs
+        settings = {"sampler": knobs.sampler, "steps": knobs.steps,
+                    "eta": knobs.eta if knobs.sampler == "ddim" else None,
+                    "spacing": knobs.spacing, "guidance": knobs.guidance if self.unet.num_classes else None,
+                    "label": knobs.label, "temperature": request.temperature, "seed": request.seed}
+        classes = self.unet.num_classes
+
+        def draw(images: torch.Tensor):
+            if request.mode == "denoise":
+                timesteps = self.scheduler(knobs).timesteps.tolist()
+                labels = [f"t={timesteps[i]}" for i in sorted(denoise_columns(knobs.steps))]
+                title = figures.headline(context.out_dir, "denoise", "chains from noise (left) to image; "
+                                         "columns: predicted clean image at step t", **settings)
+                return figures.sheet(images, len(labels), *title, col_labels=labels)
+            if request.mode == "interpolate":
+                title = figures.headline(context.out_dir, "interpolate", "DDIM (eta=0) images along a slerp "
+                                         "between two initial noises", **settings)
+                steps = plan.nrow
+                return figures.sheet(images, steps, *title,
+                                     col_labels=figures.fraction_labels(torch.arange(steps), steps))
+            ncol = figures.columns(len(images), plan.nrow)
+            if classes and knobs.label is None:
+                names = figures.class_names(context.data_info, classes)
+                title = figures.headline(context.out_dir, "prior", "one row per class, the same noise in each "
+                                         "column", **settings)
+                rows = math.ceil(len(images) / ncol)
+                return figures.sheet(images, ncol, *title, row_labels=[f"class {names[r]}" for r in range(rows)])
+            n = plan.total
+            count = f"{n:,} samples" if len(images) >= n else f"first {len(images):,} of {n:,} samples"
+            return figures.sheet(images, ncol, *figures.headline(context.out_dir, "prior", count, **settings))
+
+        return draw
 
     def _prior_plan(self, request: SampleRequest, knobs, generator) -> SamplePlan:
         n = request.num_samples
@@ -317,8 +360,7 @@ class DiffusionPipeline(Pipeline):
     def _denoise_plan(self, request: SampleRequest, knobs, generator) -> SamplePlan:
         """Each row one chain: the predicted clean image at DENOISE_COLUMNS evenly spaced steps, noise to image."""
         rows = max(1, min(request.num_samples, 8))
-        columns = min(DENOISE_COLUMNS, knobs.steps)
-        keep = {round(i * (knobs.steps - 1) / max(1, columns - 1)) for i in range(columns)}
+        keep = denoise_columns(knobs.steps)
         labels = self._labels(knobs.label, rows, knobs.guidance)
         noise = self._noise(rows, request.temperature, generator).to(self._device())
         _images, kept = self.denoise(noise, knobs, labels, generator, keep=keep)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from genrun import figures
 from genrun.budget import Budget
 from genrun.errors import GenrunError
 from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode, check_nrow, check_path
@@ -29,6 +30,7 @@ from genrun.streaming import (
     corner,
     draw_ahead,
     leading,
+    picture_path,
     run_plan,
     shown_note,
     whole_rows,
@@ -64,7 +66,8 @@ def _generate(net: Generator, z: torch.Tensor, labels: torch.Tensor | None, devi
 
 @torch.no_grad()
 def sample(net: Generator, request: SampleRequest, context: SampleContext) -> dict[str, Path]:
-    """Draw batch by batch into samples.npy; a bounded picture in samples.png (a scatter plot for points)."""
+    """Draw batch by batch into samples.npy; a bounded, labelled picture named after the mode (prior.png,
+    interpolate.png, arithmetic.png; for points, a scatter plot over the data)."""
     check_mode(request, MODES, "GAN")
     if not net.images and request.mode != "prior":
         raise GenrunError(f"mode={request.mode}: a model of 2-D points supports mode=prior only")
@@ -76,27 +79,34 @@ def sample(net: Generator, request: SampleRequest, context: SampleContext) -> di
     net = net.to(context.device).eval()
     files: dict[str, Path] = {}
     if request.mode == "prior":
-        plan = _prior(net, request, generator, context.device)
+        plan, draw = _prior(net, request, generator, context)
     elif request.mode == "interpolate":
-        plan = _interpolate(net, request, generator, context.device)
+        plan, draw = _interpolate(net, request, generator, context)
     else:
-        plan, recipe = _arithmetic(net, request, generator, context.device)
+        plan, draw, recipe = _arithmetic(net, request, generator, context)
         files["arithmetic"] = out / "arithmetic.json"
         files["arithmetic"].write_text(json.dumps(recipe, indent=2) + "\n")
     if net.images:
-        return files | write_samples(plan, context, request.max_minutes)
+        return files | write_samples(plan, context, request.max_minutes, request.mode, draw)
     return files | _write_points(plan, request, context)
 
 
+def _knobs(request: SampleRequest, **more) -> dict:
+    """The settings that shape a GAN's samples, for picture subtitles."""
+    return {"temperature": request.temperature, "truncation": request.truncation, **more, "seed": request.seed}
+
+
 def _write_points(plan: SamplePlan, request: SampleRequest, context: SampleContext) -> dict[str, Path]:
-    """2-D samples: all in samples.npy, the first SCATTER_LIMIT of them over the training data in samples.png."""
+    """2-D samples: all in samples.npy, the first SCATTER_LIMIT of them under the training data in prior.png."""
     from genrun.metrics.toy2d import scatter_plot
 
-    files = {"grid": context.out_dir / "samples.png", "tensor": context.out_dir / f"samples{SUFFIX}"}
+    files = {"grid": picture_path(context.out_dir, request.mode), "tensor": context.out_dir / f"samples{SUFFIX}"}
     points = run_plan(plan, files["tensor"], request.max_minutes)
     data = context.load_split("train")[0]
     shown = f"{len(points)} samples" if len(points) == plan.total else f"first {len(points)} of {plan.total} samples"
-    scatter_plot(points, data[:5000], files["grid"], f"{shown} over the training data")
+    title, subtitle = figures.headline(context.out_dir, request.mode, f"{shown} and the training data",
+                                       **_knobs(request))
+    scatter_plot(points, data[:5000], files["grid"], f"{title}\n{subtitle}")
     note = shown_note(files["grid"], len(points), plan.total, files["tensor"])
     if note:
         context.notes.append(note)
@@ -115,9 +125,10 @@ def _render(net: Generator, z: torch.Tensor, labels: torch.Tensor | None, device
     return net.to_data(net(z.to(device), y)).float().cpu()
 
 
-def _prior(net, request, generator, device) -> SamplePlan:
+def _prior(net, request, generator, context):
+    device = context.device
     if net.num_classes and request.label is None:
-        return _class_rows(net, request, device)
+        return _class_rows(net, request, context)
     n = request.num_samples
     unit, limit = ("images", PREVIEW_LIMIT) if net.images else ("points", SCATTER_LIMIT)
 
@@ -126,14 +137,23 @@ def _prior(net, request, generator, device) -> SamplePlan:
             yield _render(net, z, _labels(net, request.label, len(z)), device)
 
     shown, nrow = (leading(n, limit), None) if request.nrow is None else whole_rows(n, request.nrow, limit)
-    return SamplePlan(batches(), n, math.ceil(n / BATCH), f"num_samples={n}", shown, nrow, unit)
+
+    def draw(images: torch.Tensor):
+        count = f"{n:,} samples" if len(images) >= n else f"first {len(images):,} of {n:,} samples"
+        names = figures.class_names(context.data_info, net.num_classes)
+        label = "" if request.label is None else f" of class {names[request.label]}"
+        title = figures.headline(context.out_dir, "prior", count + label, **_knobs(request))
+        return figures.sheet(images, figures.columns(len(images), nrow), *title)
+
+    return SamplePlan(batches(), n, math.ceil(n / BATCH), f"num_samples={n}", shown, nrow, unit), draw
 
 
-def _class_rows(net, request, device) -> SamplePlan:
+def _class_rows(net, request, context):
     """One row per class; each column keeps its latent, so rows differ only by the label. The latents are
     drawn again for every row from the same seed instead of being held."""
     cols = request.nrow or max(1, request.num_samples // net.num_classes)
     what = f"nrow={request.nrow}" if request.nrow else f"num_samples={request.num_samples}"
+    device = context.device
 
     def batches():
         for label in range(net.num_classes):
@@ -144,18 +164,28 @@ def _class_rows(net, request, device) -> SamplePlan:
     total = cols * net.num_classes
     shown_cols = min(cols, max(1, PREVIEW_LIMIT // net.num_classes))
     shown = corner(total, cols, shown_cols, max(1, PREVIEW_LIMIT // shown_cols))
-    return SamplePlan(batches(), total, net.num_classes * math.ceil(cols / BATCH), what, shown, shown_cols)
+    names = figures.class_names(context.data_info, net.num_classes)
+
+    def draw(images: torch.Tensor):
+        rows = math.ceil(len(images) / shown_cols)
+        title = figures.headline(context.out_dir, "prior", "one row per class, each column one latent",
+                                 **_knobs(request))
+        return figures.sheet(images, shown_cols, *title, row_labels=[f"class {names[r]}" for r in range(rows)])
+
+    return SamplePlan(batches(), total, net.num_classes * math.ceil(cols / BATCH), what, shown, shown_cols), draw
 
 
-def _interpolate(net, request, generator, device) -> SamplePlan:
+def _interpolate(net, request, generator, context):
     from genrun.families.autoencoder import (
         check_interpolation,
         interpolation_layout,
         interpolation_preview,
+        interpolation_sheet,
         path_batch_count,
         path_batches,
     )
 
+    device = context.device
     check_interpolation(request)
     rows, steps, what = interpolation_layout(request)
     fixed = _labels(net, request.label, 1)
@@ -172,8 +202,18 @@ def _interpolate(net, request, generator, device) -> SamplePlan:
 
     total = rows * steps
     shown, nrow = interpolation_preview(total, steps)
+
+    def draw(images: torch.Tensor):
+        title = figures.headline(context.out_dir, "interpolate", f"{request.interpolation} paths between two latents",
+                                 **_knobs(request, steps=steps, label=request.label))
+        labels = None
+        if net.num_classes and request.label is None and nrow:  # one class per row, in turn
+            names = figures.class_names(context.data_info, net.num_classes)
+            labels = [f"class {names[int(i) // steps % net.num_classes]}" for i in shown[::nrow]]
+        return interpolation_sheet(images, shown, steps, nrow, title, row_labels=labels)
+
     return SamplePlan(path_batches(ends, rows, steps, request.interpolation, render), total,
-                      path_batch_count(rows, steps), what, shown, nrow)
+                      path_batch_count(rows, steps), what, shown, nrow), draw
 
 
 def _chosen_latents(net, request, generator, indices: list[int]) -> dict[int, torch.Tensor]:
@@ -188,7 +228,7 @@ def _chosen_latents(net, request, generator, indices: list[int]) -> dict[int, to
     return found
 
 
-def _arithmetic(net, request, generator, device):
+def _arithmetic(net, request, generator, context):
     """mean(z[a]) - mean(z[b]) + mean(z[c]) over latents indexed as in `mode=prior` with the same seed,
     num_samples, temperature and truncation; rows: each group and its mean's image, then the result and
     noisy variants of it."""
@@ -207,7 +247,7 @@ def _arithmetic(net, request, generator, device):
     rows = [[*(z[i] for i in indices), means[name]] for name, indices in groups.items()]
     rows.append([result, *(result + noise)])
     latents = torch.stack([v for row in rows for v in row])
-    images = _generate(net, latents, _labels(net, request.label, len(latents)), device)
+    images = _generate(net, latents, _labels(net, request.label, len(latents)), context.device)
     tiles, k = [], 0
     for row in rows:
         blank = torch.ones_like(images[0])
@@ -219,7 +259,36 @@ def _arithmetic(net, request, generator, device):
     tiles = torch.stack(tiles)
     plan = SamplePlan(iter([tiles]), len(tiles), 1, f"num_samples={request.num_samples}", torch.arange(len(tiles)),
                       cols)
-    return plan, recipe
+
+    def draw(_tiles: torch.Tensor):
+        title = figures.headline(context.out_dir, "arithmetic", "mean(a) - mean(b) + mean(c) of mode=prior latents",
+                                 **_knobs(request, num_samples=request.num_samples, label=request.label))
+        return arithmetic_sheet(images, groups, title)
+
+    return plan, draw, recipe
+
+
+def arithmetic_sheet(images: torch.Tensor, groups: dict[str, list[int]], title: tuple[str, str]):
+    """A regular table: rows a, b, c (each sample captioned with its index in mode=prior), then mean(a),
+    mean(b), mean(c) (the image of each group's mean latent), then the result and its noisy variants.
+    `images` in the order `_arithmetic` renders them: each group's samples then its mean, then the result
+    and the variants."""
+    sizes = [len(groups[name]) for name in "abc"]
+    cols = max(*sizes, ARITHMETIC_VARIANTS + 1)
+    members, means, k = [], [], 0
+    for size in sizes:
+        members.append(list(images[k : k + size]))
+        means.append(images[k + size])
+        k += size + 1
+    rows = [*members, *([mean] for mean in means), list(images[k:])]
+    captions = [[f"#{i}" for i in groups[name]] for name in "abc"] + [[""]] * 3
+    captions.append(["result", *(f"+noise {v + 1}" for v in range(len(rows[-1]) - 1))])
+    cells, texts = [], []
+    for row, caption in zip(rows, captions, strict=True):
+        cells += row + [None] * (cols - len(row))
+        texts += caption + [""] * (cols - len(caption))
+    labels = ["a", "b", "c", "mean(a)", "mean(b)", "mean(c)", "result"]
+    return figures.sheet(cells, cols, *title, row_labels=labels, captions=texts, split_rows=(3, 6))
 
 
 def evaluate(net: Generator, context: EvalContext) -> dict[str, float]:
@@ -289,7 +358,9 @@ def _evaluate_toy(net: Generator, context: EvalContext, n: int, temperature: flo
     title = (f"{info['kind']}: {metrics['toy/modes_covered']:.0f}/{metrics['toy/num_modes']:.0f} modes, "
              f"{100 * metrics['toy/hq_fraction']:.1f}% high quality (n={n}"
              f"{'' if len(shown) == n else f', first {len(shown)} shown'})")
-    scatter_plot(shown, context.load_split("test")[0], context.out_dir / "toy_scatter.png", title)
+    title, subtitle = figures.headline(context.out_dir, None, title, temperature=temperature,
+                                       seed=int(context.settings.get("seed", 0)))
+    scatter_plot(shown, context.load_split("test")[0], context.out_dir / "toy_scatter.png", f"{title}\n{subtitle}")
     return metrics
 
 

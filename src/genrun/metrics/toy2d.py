@@ -42,19 +42,27 @@ def toy_metrics(samples: torch.Tensor, kind: str, std: float) -> dict[str, float
 
 
 def scatter_plot(samples: torch.Tensor, data: torch.Tensor, path, title: str = "") -> None:
-    """Samples (orange) over the data (grey) as a PNG."""
+    """Samples under the data as a PNG: the samples as small translucent orange dots, the data drawn over them
+    as tiny translucent dark dots, so thousands of samples cannot hide where the data lies (a mode the samples
+    miss shows grey with no orange under it) and the data cannot hide the samples. A legend names both, with
+    their counts."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
-    ax.scatter(data[:, 0].cpu(), data[:, 1].cpu(), s=2, c="0.6", alpha=0.5, label="data")
-    ax.scatter(samples[:, 0].cpu(), samples[:, 1].cpu(), s=2, c="tab:orange", alpha=0.6, label="samples")
+    fig, ax = plt.subplots(figsize=(5.5, 5.8), dpi=100)
+    ax.scatter(samples[:, 0].cpu(), samples[:, 1].cpu(), s=4, c="tab:orange", alpha=0.4, linewidths=0,
+               label=f"samples ({len(samples):,})", zorder=1)
+    ax.scatter(data[:, 0].cpu(), data[:, 1].cpu(), s=1, c="black", alpha=0.15, linewidths=0,
+               label=f"training data ({len(data):,})", zorder=2)
     ax.set_aspect("equal")
-    ax.legend(loc="upper right", markerscale=4)
+    legend = ax.legend(loc="upper right", markerscale=4, framealpha=0.9)
+    for handle in legend.legend_handles:  # the legend's dots opaque, whatever the points' transparency
+        handle.set_alpha(1)
+    ax.set(xlabel="x1", ylabel="x2")
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=8, loc="left")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
