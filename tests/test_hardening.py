@@ -95,7 +95,7 @@ def test_a_flipped_bit_in_a_checkpoint_is_reported_as_corruption(vae_run, monkey
     name_length, extra_length = (int.from_bytes(data[start + k : start + k + 2], "little") for k in (26, 28))
     data[start + 30 + name_length + extra_length + 17] ^= 0x40
     path.write_bytes(bytes(data))
-    code, _out, err = genrun_in_process(["sample", f"ckpt={vae_run}"], vae_run.parents[3], monkeypatch, capsys)
+    code, _out, err = genrun_in_process(["sample", f"ckpt={path}"], vae_run.parents[3], monkeypatch, capsys)
     assert code == 1 and f"checkpoint {path}: corrupted" in err and err.count("\n") == 1
 
 
@@ -105,7 +105,7 @@ def test_non_finite_weights_are_refused_on_load(vae_run, monkeypatch, capsys):
     payload["state_dict"][name][0] = float("nan")
     del payload["genrun_digest"]
     torch.save(payload, vae_run / "checkpoints" / "last.ckpt")  # no digest, as a file from elsewhere
-    code, _out, err = genrun_in_process(["sample", f"ckpt={vae_run}"], vae_run.parents[3], monkeypatch, capsys)
+    code, _out, err = genrun_in_process(["sample", "ckpt=last"], vae_run.parents[3], monkeypatch, capsys)
     assert code == 1 and f"non-finite weights in {name}" in err
 
 

@@ -119,8 +119,8 @@ def test_byte_tokenizer_trains_and_samples_any_prompt(workdir):
                         workdir))
     info = read_metrics(run_dirs(workdir)[0])["data"]
     assert info["tokenizer"] == "byte" and info["vocab_size"] == 256
-    result = check_ok(run_genrun(["sample", "model=gpt", "prompt='héllo ☃'", "max_new_tokens=10", "num_samples=1"],
-                                 workdir))
+    result = check_ok(run_genrun(["sample", f"ckpt={run_dirs(workdir)[0]}", "prompt='héllo ☃'", "max_new_tokens=10",
+                                  "num_samples=1"], workdir))
     assert "héllo ☃" in result.stdout
 
 

@@ -26,7 +26,7 @@ def task_settings(task: str) -> tuple[str, ...]:
     from genrun.configs import config_dir
 
     own = OmegaConf.load(config_dir() / f"{task}.yaml")
-    return tuple(k for k in own if k not in ("defaults", "task"))
+    return tuple("dataset.KEY" if k == "dataset_keys" else k for k in own if k not in ("defaults", "task"))
 
 
 def request_for(cfg: DictConfig, pipeline, model: str):
