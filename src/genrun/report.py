@@ -32,7 +32,8 @@ _HIGHER = re.compile(r"(^|/)(\w*acc|precision|recall|inception_score|classes_cov
                      r"|\w*_per_sec)$")
 _LOWER = re.compile(r"(^|/)(\w*loss|\w*fid\w*|kid|nll\w*|bits_per_\w+|nats_per_\w+|perplexity|swd|\w*mse"
                     r"|near_copy_fraction|coverage_kl|mode_kl|memorization_ratio)$")
-_UNITS = (("bits_per_", "bits/"), ("nats_per_", "nats/"), ("nll", "nats"), ("items_per_sec", "items/s"))
+_UNITS = (("bits_per_", "bits/"), ("nats_per_", "nats/"), ("nll", "nats"), ("images_per_sec", "images/s"),
+          ("tokens_per_sec", "tokens/s"), ("points_per_sec", "points/s"), ("items_per_sec", "items/s"))
 
 
 @dataclass
