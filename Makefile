@@ -28,9 +28,10 @@ test: install ## the test suite (CPU, offline, under 10 minutes on 2 cores)
 test-all: install ## the test suite including tests marked slow
 	$(BIN)/python -m pytest -q -m ""
 
-BENCHES := startup vae_throughput vae_quality gan_throughput gan_ring8 eval_classifier text_gpt_shakespeare text_sampling_speed
+BENCHES := startup vae_throughput vae_quality gan_throughput gan_ring8 eval_classifier text_gpt_shakespeare text_sampling_speed \
+           ddpm_throughput ddpm_sampling
 
-bench: install ## the benchmarks in bench/ (~1 h on 2 cores; write bench/results/*.md; need ../shared/data)
+bench: install ## the benchmarks in bench/ (~2 h on 2 cores; write bench/results/*.md; need ../shared/data)
 	for script in $(BENCHES); do $(BIN)/python bench/$$script.py || exit 1; done
 	$(BIN)/python bench/text_gpt_shakespeare.py --experiment char_lstm_shakespeare_cpu
 

@@ -1,9 +1,9 @@
 """DDPM on CPU: `experiment=ddpm_mnist_cpu` (20 minutes of training on the 5,000 bundled digits), then one
-checkpoint sampled with DDIM at 10, 20, 50 and 100 steps and with the full 1000-step ancestral chain: wall
-time for the same N samples and their quality (domain FID and KID against the MNIST test set, from
-`genrun evaluate`; the domain classifier is trained once and cached). Like for like: every row draws the
-same N samples from the same seed with the same network; only the sampler differs.
-Run: .venv/bin/python bench/ddpm_sampling.py [N] [TRAIN_MINUTES]
+checkpoint sampled with DDIM at 10, 20, 50 and 100 steps and (with FULL=1) the full 1000-step ancestral
+chain: wall time for the same N samples and their quality (domain FID and KID against the MNIST test set,
+from `genrun evaluate`; the domain classifier is trained once and cached). Like for like: every row draws
+the same N samples from the same seed with the same network; only the sampler differs.
+Run: .venv/bin/python bench/ddpm_sampling.py [N] [TRAIN_MINUTES] [FULL]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def sample_time(run_dir, sampler: str, steps: int, n: int) -> float:
     return time.perf_counter() - start
 
 
-def main(n: int = 200, minutes: int = 20) -> None:
+def main(n: int = 200, minutes: int = 20, full: int = 1) -> None:
     data_dir = mnist_test_dir()
     run_dir = RUNS / "ddpm_mnist_cpu"
     if not (run_dir / "checkpoints" / "last.ckpt").is_file():
@@ -52,7 +52,7 @@ def main(n: int = 200, minutes: int = 20) -> None:
                env={"GENRUN_DATA_DIR": str(data_dir)})
     trained = json.loads((run_dir / "metrics.json").read_text())
     rows, base, nan = [], None, float("nan")
-    for sampler, steps in SETTINGS:
+    for sampler, steps in SETTINGS if full else SETTINGS[:-1]:
         seconds = sample_time(run_dir, sampler, steps, n)
         metrics, _ = evaluate(run_dir, sampler, steps, n, data_dir)
         base = base or seconds
@@ -61,7 +61,7 @@ def main(n: int = 200, minutes: int = 20) -> None:
                     f"{metrics.get('eval/precision', nan):.3f} | {metrics.get('eval/recall', nan):.3f} |")
     write_result("ddpm_sampling", f"""# DDPM on CPU: samplers compared on one checkpoint
 
-Command: `.venv/bin/python bench/ddpm_sampling.py {n} {minutes}`
+Command: `.venv/bin/python bench/ddpm_sampling.py {n} {minutes} {full}`
 Machine: `{json.dumps(machine())}`
 
 Training: `genrun train experiment=ddpm_mnist_cpu dataset.source=mini trainer.max_time=00:00:{minutes:02d}:00`
@@ -80,4 +80,4 @@ biased upwards, compare rows with each other, not with published figures).
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    main(*(int(a) for a in sys.argv[1:4]))
