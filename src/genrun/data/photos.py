@@ -21,16 +21,19 @@ BUNDLED = ("grace_hopper", "china", "flower")
 
 
 def bundled_path(name: str) -> Path:
-    """The file of one bundled photo, from the package that installs it."""
-    if name == "grace_hopper":
-        import matplotlib
+    """The file of one bundled photo, in the package that installs it (found without importing the package:
+    matplotlib.cbook.get_sample_data and sklearn.datasets.load_sample_images read these same files)."""
+    import importlib.util
 
-        return Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    if name in ("china", "flower"):
-        import sklearn.datasets
-
-        return Path(sklearn.datasets.__file__).parent / "images" / f"{name}.jpg"
-    raise GenrunError(f"no bundled photo {name!r}; the bundled ones are {', '.join(BUNDLED)}")
+    where = {"grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+             "china": ("sklearn", "datasets/images/china.jpg"), "flower": ("sklearn", "datasets/images/flower.jpg")}
+    if name not in where:
+        raise GenrunError(f"no bundled photo {name!r}; the bundled ones are {', '.join(BUNDLED)}")
+    package, relative = where[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise GenrunError(f"the bundled photo {name} comes with {package}, which is not installed; pass image=FILE")
+    return Path(spec.submodule_search_locations[0]) / relative
 
 
 def resolve(spec: str | None, default: str = "grace_hopper") -> tuple[Path, str]:
