@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import genrun_in_process
+from conftest import check_ok, genrun_in_process, run_genrun
 from genrun.errors import GenrunError
 from genrun.families.base import SampleRequest
 from genrun.families.style import (
@@ -127,3 +127,47 @@ def test_pipeline_from_config_refuses_another_architectures_weights(tmp_path):
     torch.save(Inception3(aux_logits=False, init_weights=False).Conv2d_1a_3x3.state_dict(), wrong)
     with pytest.raises(GenrunError, match=rf"model.weights={wrong}: not VGG19 weights \(32 of its 32 tensors missing"):
         StyleTransferPipeline.from_config({"weights": str(wrong)})
+
+
+# --- fast style (Johnson et al. 2016) -----------------------------------------------------------------------------
+
+def test_the_fast_stylizer_keeps_every_image_size_odd_ones_too():
+    from genrun.nets.transformer_net import TransformerNet
+
+    net = TransformerNet(width=4, residual_blocks=1).eval()
+    with torch.no_grad():
+        for h, w in ((37, 51), (32, 32), (3, 5), (64, 17)):
+            assert net(torch.rand(2, 3, h, w)).shape == (2, 3, h, w)
+    assert net.init_config == {"width": 4, "residual_blocks": 1}
+
+
+def test_photo_crops_are_random_crops_of_the_bundled_photos():
+    from genrun.data.photo_crops import PhotoCropsDataModule
+
+    data = PhotoCropsDataModule(count=10, image_size=16, val_fraction=0.2, test_fraction=0.2)
+    info = data.info()
+    assert info["source"] == "photo_crops" and info["split_sizes"] == {"train": 6, "val": 2, "test": 2}
+    x = data.splits["train"][0]
+    assert x.shape == (6, 3, 16, 16) and x.std() > 0.05
+
+
+@pytest.mark.slow
+def test_fast_style_trains_offline_and_stylizes_an_odd_sized_image(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "data").mkdir()
+    result = run_genrun(["train", "model=fast_style", "dataset=photo_crops", "dataset.count=20",
+                         "dataset.image_size=16", "model.weights=none", "model.feature_width=0.125", "model.width=4",
+                         "model.residual_blocks=1", "model.style_size=32", "trainer.max_epochs=1", "num_samples=0"],
+                        tmp_path)
+    check_ok(result)
+    assert "random 16x16 crops of the bundled photos" in result.stderr + result.stdout
+    image = tmp_path / "odd.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (31, 45, 3), dtype=np.uint8)).save(image)
+    sampled = check_ok(run_genrun(["sample", "model=fast_style", f"image={image}"], tmp_path))
+    run = next((tmp_path / "outputs" / "sample").glob("fast_style_*/*"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert Image.open(run / "stylized.png").size == (45, 31)
+    assert metrics["results"]["milliseconds"] > 0 and "ms (one forward pass" in sampled.stdout
+    assert "offline fallback" in metrics["results"]["feature_network"]
+    assert metrics["results"]["style"] == "flower.jpg (bundled)"

@@ -335,3 +335,71 @@ def _event_writer(out_dir: Path):
     except ImportError:
         return None
     return SummaryWriter(log_dir=str(Path(out_dir) / "tensorboard"))
+
+
+# --- fast style (Johnson et al. 2016): a trained feed-forward stylizer -----------------------------------------
+
+@dataclass(frozen=True)
+class FastStyleKnobs:
+    image: str | None = knob(None, "photo to stylise: a file or grace_hopper | china | flower (default grace_hopper)")
+    size: int | None = knob(None, "long side to stylise at (default: the image's own); written at that size")
+
+    def check(self) -> None:
+        if self.size is not None and self.size < 4:
+            raise GenrunError(f"size={self.size}: must be at least 4 pixels")
+
+
+class FastStylePipeline(Pipeline):
+    """A trained image transformation net (component `transformer`, genrun.nets.transformer_net): one forward
+    pass per image, any size."""
+
+    components = ("transformer",)
+    Knobs = FastStyleKnobs
+    modes = ("stylize",)
+    quality_after_training = False
+
+    @torch.no_grad()
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        """Stylised images in [0, 1] (B×3×H×W, on the transformer's device)."""
+        return self.transformer(images).clamp(0, 1)
+
+    def sample(self, request: SampleRequest, context: SampleContext) -> dict[str, Path]:
+        check_mode(request, self.modes, "fast_style")
+        knobs = request.knobs
+        photo, name = photos.load_photo(knobs.image, "image", "grace_hopper", knobs.size)
+        photos.check_pixels(*photo.shape[-2:], 16_000_000, f"image={name}", "fast-style")
+        self.to(context.device).eval()
+        x = photo[None].to(context.device)
+        self.apply(x)  # warm-up: the first call pays for allocation, not for stylising
+        sync = torch.cuda.synchronize if context.device.type == "cuda" else (lambda: None)
+        sync()
+        started = time.perf_counter()
+        result = self.apply(x)
+        sync()
+        ms = (time.perf_counter() - started) * 1000
+        result = result[0].cpu()
+        out = context.out_dir
+        files = {"stylized": figures.save(figures.to_pil(result), out / "stylized.png")}
+        style = self.settings.get("style", "?")
+        title, subtitle = figures.headline(out, "stylize", f"fast style (Johnson et al. 2016): {name} in the "
+                                           f"style of {style}", seed=request.seed)
+        subtitle += (f"\none forward pass: {ms:.1f} ms at {photo.shape[-1]}x{photo.shape[-2]} on {context.device.type}"
+                     f" · trained with features of {self.settings.get('feature_network', '?')}")
+        tiles = [photos.fit_long_side(t, min(384, max(t.shape[-2:]))) for t in (photo, result)]
+        files["picture"] = figures.save(figures.sheet(tiles, 2, title, subtitle, col_labels=["input", "stylised"],
+                                                      scale=1), out / "fast_style.png")
+        context.notes.append(f"stylised in {ms:.1f} ms (one forward pass, {context.device.type})")
+        context.results.update({"image": name, "size": [photo.shape[-1], photo.shape[-2]], "milliseconds": ms,
+                                "style": style, "feature_network": self.settings.get("feature_network")})
+        return files
+
+    @torch.no_grad()
+    def evaluate(self, context) -> dict[str, float]:
+        """Milliseconds per test image (one batched forward pass): what a feed-forward stylizer is for."""
+        x = context.load_split("test")[0][:16].float().to(context.device)
+        self.to(context.device).eval()
+        self.apply(x[:1])
+        started = time.perf_counter()
+        self.apply(x)
+        seconds = time.perf_counter() - started
+        return {"test/ms_per_image": 1000 * seconds / max(1, len(x)), "test/n_images": float(len(x))}

@@ -261,11 +261,12 @@ def notice(message: str) -> None:
 
 # --- the nets image optimisation asks for -------------------------------------------------------------------
 
-def vgg19_features(weights: str = AUTO, pooling: str = "avg", width: float = 1.0, seed: int = 0) -> VGGFeatures:
+def vgg19_features(weights: str = AUTO, pooling: str = "avg", width: float = 1.0, seed: int = 0,
+                   width_key: str = "model.width") -> VGGFeatures:
     """VGG19 with ImageNet weights, else (saying so) a VGG19-shaped net with seeded random filters."""
     net = VGGFeatures(width=width, pooling=pooling)
     if width != 1.0:
-        state, where, path = None, f"model.width={width:g}: ImageNet weights need width 1", None
+        state, where, path = None, f"{width_key}={width:g}: ImageNet weights need width 1", None
     else:
         state, where, path = imagenet_weights("vgg19", weights)
     if state is not None:
