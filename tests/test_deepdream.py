@@ -151,3 +151,21 @@ def test_too_large_an_image_is_refused_up_front_naming_the_limit():
 def test_photos_are_shipped_by_installed_packages():
     for name in photos.BUNDLED:
         assert Path(photos.bundled_path(name)).is_file()
+
+
+@pytest.mark.slow
+def test_offline_deepdream_dreams_with_genruns_own_trained_classifier(tmp_path):
+    from conftest import check_ok, run_genrun
+
+    (tmp_path / "data").mkdir()
+    args = ["sample", "model=deepdream", "model.weights=none", "size=48", "octaves=2", "iterations=2"]
+    first = check_ok(run_genrun(args, tmp_path, env={"GENRUN_CLASSIFIER_EPOCHS": "1"}))
+    assert "dreaming with genrun's own MNIST classifier" in first.stderr
+    assert "training the domain classifier" in first.stderr
+    second = check_ok(run_genrun(args, tmp_path, env={"GENRUN_CLASSIFIER_EPOCHS": "1"}))
+    assert "training the domain classifier" not in second.stderr  # cached, as genrun evaluate caches it
+    runs = sorted((tmp_path / "outputs" / "sample").glob("deepdream_*/*"))
+    metrics = json.loads((runs[-1] / "metrics.json").read_text())
+    source = metrics["results"]["feature_network"]
+    assert source.startswith("genrun's MNIST classifier (cached") and "offline fallback" in source
+    assert metrics["results"]["objective_end"] > metrics["results"]["objective_start"]

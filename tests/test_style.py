@@ -138,7 +138,9 @@ def test_the_fast_stylizer_keeps_every_image_size_odd_ones_too():
     with torch.no_grad():
         for h, w in ((37, 51), (32, 32), (3, 5), (64, 17)):
             assert net(torch.rand(2, 3, h, w)).shape == (2, 3, h, w)
-    assert net.init_config == {"width": 4, "residual_blocks": 1}
+    assert net.init_config == {"width": 4, "residual_blocks": 1, "channels": 3}
+    with pytest.raises(GenrunError, match="dataset.channels=1: fast style stylises RGB images"):
+        TransformerNet(channels=1)
 
 
 def test_photo_crops_are_random_crops_of_the_bundled_photos():

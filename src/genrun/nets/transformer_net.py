@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrun.errors import GenrunError
 from genrun.nets.base import Net
 from genrun.nets.checks import require_positive
 
@@ -43,8 +44,11 @@ class TransformerNet(Net):
     """Images in [0, 1] to stylised images (about [0, 1]; clamp to show them). `width` is the first layer's
     channels (Johnson et al.: 32, doubling twice), `residual_blocks` the blocks at a quarter resolution (5)."""
 
-    def __init__(self, width: int = 32, residual_blocks: int = 5):
+    def __init__(self, width: int = 32, residual_blocks: int = 5, channels: int = 3):
         super().__init__()
+        if channels != 3:
+            raise GenrunError(f"dataset.channels={channels}: fast style stylises RGB images (VGG19 sees colour); "
+                              "use dataset=photo_crops or dataset=image_folder dataset.path=DIR")
         require_positive(width=width, residual_blocks=residual_blocks)
         w = int(width)
         self.down = nn.Sequential(ConvLayer(3, w, 9), ConvLayer(w, 2 * w, 3, stride=2),
