@@ -1,7 +1,8 @@
 """Neural style transfer (Gatys et al. 2016): an image optimised so that a frozen VGG19 sees the content
-photo's features (conv4_2) and the style image's feature correlations (Gram matrices over conv1_1 ... conv5_1),
-with a total-variation term for smoothness. The perceptual loss here is also what the fast feed-forward
-stylizer (genrun.models.fast_style, Johnson et al. 2016) trains with.
+photo's features (conv4_2; conv2_2 with the offline random filters) and the style image's feature
+correlations (Gram matrices over conv1_1 ... conv5_1), with a total-variation term for smoothness. The
+perceptual loss here is also what the fast feed-forward stylizer (genrun.models.fast_style, Johnson et al.
+2016) trains with.
 
 Several style images blend: their Gram matrices are averaged with the given weights (the minimiser of the
 weighted sum of their style losses). Colour preservation (Gatys et al. 2017, luminance-only transfer): the
@@ -26,7 +27,6 @@ from genrun.families.base import SampleContext, SampleRequest, check_mode
 from genrun.pipeline import Pipeline, knob
 
 STYLE_LAYERS = {"conv1_1": 1.0, "conv2_1": 1.0, "conv3_1": 1.0, "conv4_1": 1.0, "conv5_1": 1.0}
-CONTENT_LAYER = "conv4_2"
 # RGB -> YIQ (NTSC): Y is luminance, I and Q carry the colour.
 YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 
@@ -79,14 +79,14 @@ class PerceptualLoss(torch.nn.Module):
     their targets: `relative_error`). The style targets (Gram
     matrices, blended over style images) are computed once by `set_style`."""
 
-    def __init__(self, net, style_layers: dict[str, float] | None = None, content_layer: str = CONTENT_LAYER,
+    def __init__(self, net, style_layers: dict[str, float] | None = None, content_layer: str | None = None,
                  content_weight: float = 1.0, style_weight: float = 1.0, tv_weight: float = 0.0):
         super().__init__()
         self.net = net
         self.style_layers = dict(style_layers or STYLE_LAYERS)
-        self.content_layer = content_layer
+        self.content_layer = content_layer or net.content_layer  # None: the net's own (conv4_2 for ImageNet VGG19)
         net.check_layers(self.style_layers, "style_layers")
-        net.check_layers([content_layer], "content_layer")
+        net.check_layers([self.content_layer], "content_layer")
         self.weights = (float(content_weight), float(style_weight), float(tv_weight))
         self.targets: dict[str, torch.Tensor] = {}
 
@@ -137,7 +137,8 @@ class StyleKnobs:
     style_weight: float = knob(1.0, "weight of the style loss (Gram-matrix errors summed over style layers)")
     tv_weight: float = knob(0.01, "weight of the total-variation loss")
     style_layers: dict | None = knob(None, "style layer weights (default {conv1_1: 1, ..., conv5_1: 1})")
-    content_layer: str = knob(CONTENT_LAYER, "the layer the content loss compares")
+    content_layer: str | None = knob(None, "the layer the content loss compares (default conv4_2; "
+                                     "conv2_2 with the offline random filters)")
     preserve_color: bool = knob(False, "luminance-only transfer: the result keeps the content's colours")
 
     def check(self) -> None:
@@ -263,7 +264,8 @@ class StyleTransferPipeline(Pipeline):
         check_mode(request, self.modes, "style_transfer")
         knobs = request.knobs
         self.features.check_layers(knobs.style_layers or STYLE_LAYERS, "style_layers")
-        self.features.check_layers([knobs.content_layer], "content_layer")
+        content_layer = knobs.content_layer or self.features.content_layer
+        self.features.check_layers([content_layer], "content_layer")
         content, content_name = photos.load_photo(knobs.content, "content", "grace_hopper", knobs.size)
         photos.check_pixels(*content.shape[-2:], int(self.settings.get("max_pixels", 1_000_000)),
                             f"size={knobs.size}", "model.max_pixels")
@@ -291,6 +293,7 @@ class StyleTransferPipeline(Pipeline):
         if writer is not None:
             context.notes.append(f"loss curves: TensorBoard events in {out / 'tensorboard'}")
         context.results.update({"feature_network": self.features.source, "content": content_name,
+                                "content_layer": content_layer,
                                 "styles": style_names, "blend": knobs.blend(), "size": list(result.shape[-2:]),
                                 "seconds": round(seconds, 2), "evaluations": len(curve),
                                 "loss_start": curve[0], "loss_end": curve[-1],
@@ -303,10 +306,12 @@ class StyleTransferPipeline(Pipeline):
         labels = ["content", *[f"style {k + 1}" if len(styles) > 1 else "style" for k in range(len(styles))],
                   "result"]
         blend = knobs.blend()
-        captions = [content_name, *[f"{n}\nweight {w / sum(blend):.2g}" if len(styles) > 1 else n
-                                    for n, w in zip(style_names, blend, strict=True)],
-                    f"loss {curve[0]['loss']:.3g} -> {curve[-1]['loss']:.3g}"]
+        names = [n.replace(" (", "\n(") for n in (content_name, *style_names)]  # narrow tiles: two lines
+        captions = [names[0], *[f"{n}\nweight {w / sum(blend):.2g}" if len(styles) > 1 else n
+                                for n, w in zip(names[1:], blend, strict=True)],
+                    f"loss\n{curve[0]['loss']:.3g} -> {curve[-1]['loss']:.3g}"]
         title, subtitle = figures.headline(out_dir, "stylize", "neural style transfer (Gatys et al. 2016)",
+                                           content_layer=knobs.content_layer or self.features.content_layer,
                                            optimizer=knobs.optimizer, steps=knobs.steps, size=knobs.size,
                                            init=knobs.init, content_weight=knobs.content_weight,
                                            style_weight=knobs.style_weight, tv_weight=knobs.tv_weight,

@@ -26,7 +26,7 @@ class FastStyleModule(GenrunModule):
     def __init__(self, transformer: TransformerNet, optimizer: Callable, style: str | None = None,
                  style_size: int = 256, weights: str = "auto", feature_width: float = 1.0, pooling: str = "avg",
                  content_weight: float = 1.0, style_weight: float = 5.0, tv_weight: float = 0.01,
-                 style_layers: dict | None = None, content_layer: str = "conv4_2", seed: int = 0):
+                 style_layers: dict | None = None, content_layer: str | None = None, seed: int = 0):
         super().__init__(optimizer, prog_bar=("train/loss", "train/style"))
         self.transformer = transformer
         self.style_image, self.style_name = photos.load_photo(style, "model.style", "flower", int(style_size))

@@ -25,6 +25,9 @@ from genrun.errors import GenrunError
 # model.weights values that are not files: find ImageNet weights the torchvision way, or skip to the fallback.
 AUTO, NONE = "auto", "none"
 DOWNLOAD_TIMEOUT_S = 20.0
+# The content layer with random filters: their deep layers keep little of a photo's layout, a shallower one
+# keeps it (He et al. 2016 also take shallower layers for random nets).
+RANDOM_CONTENT_LAYER = "conv2_2"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # torchvision's VGG19 ("E") layer plan: channels per conv, "M" for a 2x pooling.
@@ -79,13 +82,16 @@ class VGGFeatures(FeatureNet):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.min_size = 1
         self.source = "VGG19"
+        self.content_layer = "conv4_2"  # Gatys et al.'s, for ImageNet weights
 
     @property
     def short_name(self) -> str:
         return "VGG19"
 
     def random_init(self, seed: int = 0) -> VGGFeatures:
-        """Seeded He-normal filters, zero biases (torchvision's own VGG initialisation)."""
+        """Seeded He-normal filters, zero biases (torchvision's own VGG initialisation), and the content layer
+        that suits random filters."""
+        self.content_layer = RANDOM_CONTENT_LAYER
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for module in self.features:
