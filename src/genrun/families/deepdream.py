@@ -150,6 +150,10 @@ class DeepDreamPipeline(Pipeline):
                            "seconds": round(time.perf_counter() - started, 3)})
         return x[0].detach().cpu(), strip, {"layers": layers, "octaves": record}
 
+    def evaluate(self, context) -> dict[str, float]:
+        raise GenrunError("model=deepdream has no held-out data to measure (it optimises one image); "
+                          "run: genrun sample model=deepdream image=FILE")
+
     # --- genrun sample ----------------------------------------------------------------------------------------
 
     def sample(self, request: SampleRequest, context: SampleContext) -> dict[str, Path]:

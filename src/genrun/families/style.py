@@ -256,6 +256,10 @@ class StyleTransferPipeline(Pipeline):
             result = recolour(result, c)
         return result[0].cpu(), curve
 
+    def evaluate(self, context) -> dict[str, float]:
+        raise GenrunError("model=style_transfer has no held-out data to measure (it optimises one image); "
+                          "run: genrun sample model=style_transfer content=FILE style=FILE")
+
     # --- genrun sample ----------------------------------------------------------------------------------------
 
     def sample(self, request: SampleRequest, context: SampleContext) -> dict[str, Path]:
