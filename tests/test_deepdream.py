@@ -169,3 +169,17 @@ def test_offline_deepdream_dreams_with_genruns_own_trained_classifier(tmp_path):
     source = metrics["results"]["feature_network"]
     assert source.startswith("genrun's MNIST classifier (cached") and "offline fallback" in source
     assert metrics["results"]["objective_end"] > metrics["results"]["objective_start"]
+
+
+def test_a_checkpoint_is_refused_for_a_model_with_no_training(tmp_path, monkeypatch, capsys):
+    (tmp_path / "data").mkdir()
+    code, _out, err = genrun_in_process(["sample", "model=deepdream", "ckpt=last"], tmp_path, monkeypatch, capsys)
+    assert code != 0 and "ckpt=last: model=deepdream has no training and reads no checkpoint" in err
+
+
+@pytest.mark.slow
+def test_train_says_in_one_line_that_deepdream_has_no_training(tmp_path, monkeypatch, capsys):
+    (tmp_path / "data").mkdir()
+    code, _out, err = genrun_in_process(["train", "model=deepdream", "dataset.source=mini"], tmp_path, monkeypatch,
+                                        capsys)
+    assert code != 0 and "model=deepdream has no training" in err and "Traceback" not in err
