@@ -31,11 +31,11 @@ def test_inception_layers_are_torchvisions_mixed_concatenations():
         out = net(torch.rand(1, 3, 107, 107), ["Mixed_5b", "Mixed_6e", "Mixed_7c"])
     assert {k: v.shape[1] for k, v in out.items()} == {"Mixed_5b": 256, "Mixed_6e": 768, "Mixed_7c": 2048}
     assert out["Mixed_5b"].shape[-1] > out["Mixed_6e"].shape[-1] > out["Mixed_7c"].shape[-1]
-    # the file torchvision downloads loads strictly: the same tensors, names and shapes
+    # torchvision's own module, with the auxiliary head its weights file has, so that file loads strictly
     from torchvision.models.inception import Inception3
 
-    reference = Inception3(aux_logits=True, init_weights=False).state_dict()
-    assert {k: v.shape for k, v in net.net.state_dict().items()} == {k: v.shape for k, v in reference.items()}
+    assert type(net.net) is Inception3 and net.net.AuxLogits is not None
+    assert "AuxLogits.fc.weight" in net.net.state_dict() and "fc.weight" in net.net.state_dict()
 
 
 def test_gradient_ascent_raises_the_objective():
