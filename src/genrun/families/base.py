@@ -52,7 +52,8 @@ class SampleContext:
     """Where to write, which device to use, and the training data on demand (loaded only if asked).
 
     A family appends to `notes` what the reader of the output must know that the file names do not say
-    (a picture showing fewer samples than were drawn); `genrun sample` prints them and records them.
+    (a picture showing fewer samples than were drawn); `genrun sample` prints them and records them. It puts
+    in `results` the figures it measured (an objective's curve, a wall time): metrics.json records them.
     """
 
     out_dir: Path
@@ -60,6 +61,7 @@ class SampleContext:
     data_info: dict
     load_split: Callable[[str], tuple[torch.Tensor, torch.Tensor]]
     notes: list[str] = field(default_factory=list)
+    results: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -1,4 +1,10 @@
-"""Rebuild a trained network from a checkpoint alone (no Lightning): for sample and evaluate."""
+"""Rebuild a trained network from a checkpoint alone (no Lightning): for sample and evaluate.
+
+A model with no training of its own (DeepDream, Gatys style transfer: a frozen feature network and an
+optimiser over the image) says so in its config with `pipeline: genrun.families.X.SomePipeline`; its
+pipeline is then built from that config (`SomePipeline.from_config`), with no checkpoint. The class must be
+one of genrun's own Pipelines (genrun.trust), as a checkpoint's is.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from genrun.trust import check_stored_config
 
 @dataclass
 class LoadedModel:
-    path: Path
+    path: Path | None  # None: a pipeline built from its model config, no checkpoint
     why: str  # why this checkpoint: said on the console, so a default choice is never silent
     pipeline: Pipeline
     run_config: dict
@@ -37,7 +43,11 @@ def pick_device(name: str) -> torch.device:
 
 
 def load_model(cfg, choices) -> LoadedModel:
-    """The checkpoint `ckpt=` names (or the newest run of model/dataset), rebuilt as its pipeline."""
+    """The checkpoint `ckpt=` names (or the newest run of model/dataset), rebuilt as its pipeline; or, for a
+    model whose config declares its pipeline, that pipeline built from the config."""
+    model_cfg = cfg.get("model")
+    if model_cfg is not None and model_cfg.get("pipeline"):
+        return from_model_config(cfg, choices)
     path, why = choose_checkpoint(cfg.get("ckpt"), cfg.paths.output_root, choices.get("model"),
                                   choices.get("dataset"))
 
@@ -53,6 +63,24 @@ def load_model(cfg, choices) -> LoadedModel:
     run_config = {**info["config"], "dataset": dataset_settings(info["config"].get("dataset"), data_info,
                                                                  cfg.get("dataset_keys") or {}, path)}
     return LoadedModel(path, why, pipeline, run_config, data_info, stored_choices)
+
+
+def from_model_config(cfg, choices) -> LoadedModel:
+    """The pipeline a model config declares (`pipeline: CLASS`, one of genrun's own), built from its settings."""
+    from omegaconf import OmegaConf
+
+    from genrun.pipeline import _trusted_class
+
+    name = choices.get("model") or "?"
+    if cfg.get("ckpt"):
+        raise GenrunError(f"ckpt={cfg.ckpt}: model={name} has no training and reads no checkpoint; drop ckpt=")
+    settings = OmegaConf.to_container(cfg.model, resolve=True)
+    cls = _trusted_class(settings.pop("pipeline"), Pipeline, "pipeline", f"model={name}")
+    if not callable(getattr(cls, "from_config", None)):
+        raise GenrunError(f"model={name}: pipeline {cls.__name__} is built from a checkpoint, not a config")
+    pipeline = cls.from_config(settings)
+    why = f"model={name} has no training: its pipeline is built from its config, with no checkpoint"
+    return LoadedModel(None, why, pipeline, {}, {}, dict(choices))
 
 
 def dataset_settings(stored: dict | None, data_info: dict, given, path: Path) -> dict | None:
@@ -82,7 +110,8 @@ def say_which(loaded: LoadedModel) -> None:
     setting's error to its one line)."""
     from rich.console import Console
 
-    Console(highlight=False).print(f"checkpoint: {loaded.path}\n  ({loaded.why})", soft_wrap=True)
+    what = f"checkpoint: {loaded.path}" if loaded.path is not None else "checkpoint: none"
+    Console(highlight=False).print(f"{what}\n  ({loaded.why})", soft_wrap=True)
 
 
 def _check_choices(cfg, choices, stored: dict, path: Path) -> None:

@@ -76,10 +76,12 @@ def run(cfg: DictConfig):
     context = SampleContext(out_dir=out_dir, device=pick_device(str(cfg.get("device", "auto"))),
                             data_info=loaded.data_info, load_split=split_loader(loaded.run_config))
     files = loaded.pipeline.sample(request, context)
-    write_metrics(out_dir, {"task": "sample", "status": "completed", "checkpoint": str(loaded.path),
+    checkpoint = None if loaded.path is None else str(loaded.path)  # None: built from its model config
+    results = {"results": context.results} if context.results else {}
+    write_metrics(out_dir, {"task": "sample", "status": "completed", "checkpoint": checkpoint,
                             "checkpoint_choice": loaded.why, "request": effective_request(request),
                             "config": OmegaConf.to_container(cfg, resolve=False) | {"paths": None},
-                            "files": {k: str(v) for k, v in files.items()}, "notes": context.notes})
+                            "files": {k: str(v) for k, v in files.items()}, "notes": context.notes} | results)
     for name, path in files.items():
         print(f"{name}: {path}")
     for note in context.notes:
