@@ -76,14 +76,11 @@ def sample_codes(prior: nn.Module, kind: str, shape: tuple[int, int, int], codeb
             if i + 1 < h * w:
                 logits = decoder.step(out[:, i].to(device))
         return out.view(n, h, w)
-    from genrun.sampling.raster import sample_raster
+    from genrun.sampling.raster import sample
 
-    y = None if labels is None else labels.to(device)
-
-    def logits_of(grid: torch.Tensor) -> torch.Tensor:
-        return prior(grid.to(device), y).cpu()
-
-    return sample_raster(logits_of, (n, 1, h, w), temperature, generator)[:, 0]
+    grids = sample(prior, (n, 1, h, w), temperature, generator, labels, batch_size=max(1, n),
+                   description="drawing codes")
+    return grids[:, 0]
 
 
 @dataclass(frozen=True)
