@@ -80,9 +80,9 @@ class VectorQuantizer(nn.Module):
         flat = z.permute(0, 2, 3, 1).reshape(-1, d)
         codes = self.assign(flat.detach())
         counts = torch.bincount(codes, minlength=self.size).to(flat.dtype)
+        quantized = self.lookup(codes.view(n, h, w))  # the codebook the codes were chosen from
         if self.training:
             self._learn(flat.detach(), codes, counts)
-        quantized = self.lookup(codes.view(n, h, w))
         commitment = F.mse_loss(z, quantized.detach())
         codebook_loss = F.mse_loss(quantized, z.detach()) if self.update == "loss" else z.new_zeros(())
         st = z + (quantized - z).detach()
