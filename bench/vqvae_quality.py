@@ -60,6 +60,16 @@ def metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+def vqvae_recipe(run_dir: Path) -> str:
+    """The VQ-VAE's settings as the run recorded them."""
+    import yaml
+
+    model = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["model"]
+    side = 28 // 2 ** int(model["downsamples"])
+    return (f"K={model['codebook_size']}, code_dim={model['code_dim']}, width={model['width']}, {side}x{side} grid, "
+            f"{model['codebook_update']} codebook")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -88,7 +98,7 @@ def main() -> int:
     used, fid = m["test/codes_used"], ev["eval/domain_fid"]
     table = f"""| stage | recipe | epochs | held-out figures |
 |---|---|---|---|
-| VQ-VAE | `{' '.join(VQVAE)}` (K=64, 7x7 grid, EMA codebook), {clock(vq_budget)} | {vq['epochs']} | codes used \
+| VQ-VAE | `{' '.join(VQVAE)}` ({vqvae_recipe(vq_dir)}), {clock(vq_budget)} | {vq['epochs']} | codes used \
 **{used:.1%}**, perplexity {m['test/perplexity']:.1f}, recon MSE {m['test/recon_mse']:.4f}/pixel |
 | prior | `{' '.join(PRIOR)}`, {clock(prior_budget)} | {prior['epochs']} | {ev['test/bits_per_code']:.3f} bits/code |
 | samples | `genrun evaluate num_samples={options.num_samples}` | – | domain FID **{fid:.2f}** (floor \

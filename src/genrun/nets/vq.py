@@ -167,7 +167,7 @@ class VQVAE(Net):
     """
 
     def __init__(self, channels: int, image_size: int, codebook_size: int = 64, code_dim: int = 32,
-                 width: int = 64, downsamples: int = 2, res_blocks: int = 2, codebook_update: str = "ema",
+                 width: int = 32, downsamples: int = 2, res_blocks: int = 2, codebook_update: str = "ema",
                  decay: float = 0.99, restart_threshold: float = 1.0, likelihood: str = "bernoulli"):
         super().__init__()
         require_positive(codebook_size=codebook_size, code_dim=code_dim, width=width, downsamples=downsamples)
