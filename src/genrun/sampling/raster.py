@@ -15,6 +15,7 @@ conditions on its top half. Images are drawn `batch_size` at a time, so memory d
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 import torch
 
@@ -32,6 +33,20 @@ def draw(logits: torch.Tensor, temperature: float, generator: torch.Generator | 
     return next_token(logits.float(), temperature, None, None, generator)
 
 
+@contextmanager
+def one_cpu_thread(device: torch.device):
+    """A pixel's work is too small to share among CPU threads; on a busy machine extra threads only spin."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @torch.no_grad()
 def _fill(net, grid: torch.Tensor, labels: torch.Tensor | None, keep: torch.Tensor | None, temperature: float,
           generator: torch.Generator | None, method: str, on_row) -> torch.Tensor:
@@ -41,20 +56,29 @@ def _fill(net, grid: torch.Tensor, labels: torch.Tensor | None, keep: torch.Tens
     todo_rows = todo.any(2).any(0).tolist()
     todo = todo.tolist()
     state = net.raster_state(grid, labels) if method == "cached" else None
-    for i in range(height):
-        if state is not None:
-            state.begin_row(i)  # the vertical stack reads only rows above: every row, given or not
-        if todo_rows[i]:
-            for j in range(width):
-                for c in range(channels):
-                    if not todo[c][i][j]:
-                        continue
-                    logits = state.logits_at(i, j)[:, :, c] if state is not None else net(grid, labels)[:, :, c, i, j]
-                    drawn = draw(logits, temperature, generator)
-                    grid[:, c, i, j] = drawn if keep is None else torch.where(keep[:, c, i, j], grid[:, c, i, j], drawn)
-        if on_row is not None:
-            on_row()
+    # The cached path's steps are small (a row, a column): extra CPU threads cost more than they save.
+    with one_cpu_thread(grid.device) if state is not None else nullcontext():
+        for i in range(height):
+            if state is not None:
+                state.begin_row(i)  # the vertical stack reads only rows above: every row, given or not
+            if todo_rows[i]:
+                _fill_row(net, state, grid, labels, keep, todo, i, temperature, generator)
+            if on_row is not None:
+                on_row()
     return grid
+
+
+def _fill_row(net, state, grid: torch.Tensor, labels: torch.Tensor | None, keep: torch.Tensor | None,
+              todo: list, i: int, temperature: float, generator: torch.Generator | None) -> None:
+    """Draw the positions of row i left to right, channels in order: from the cached state, or a whole pass each."""
+    _n, channels, _height, width = grid.shape
+    for j in range(width):
+        for c in range(channels):
+            if not todo[c][i][j]:
+                continue
+            logits = state.logits_at(i, j)[:, :, c] if state is not None else net(grid, labels)[:, :, c, i, j]
+            drawn = draw(logits, temperature, generator)
+            grid[:, c, i, j] = drawn if keep is None else torch.where(keep[:, c, i, j], grid[:, c, i, j], drawn)
 
 
 def sample_batches(net, shape: tuple[int, int, int, int], temperature: float = 1.0,
