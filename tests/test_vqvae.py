@@ -91,6 +91,23 @@ def test_dead_codes_restart_at_encoder_outputs(update):
     assert (quantizer.eval()(z).counts[1:] > 0).all()
 
 
+def test_restarts_land_where_the_codebook_is_thin():
+    """A batch of mostly one repeated vector (a blank background) that code 0 already holds, and two others:
+    the dead codes restart at the two others, never on the point the codebook covers."""
+    torch.manual_seed(0)
+    quantizer = VectorQuantizer(3, 2, decay=0.9, restart_threshold=1.0)
+    with torch.no_grad():
+        quantizer.codebook.copy_(torch.tensor([[0.0, 0.0], [50.0, 50.0], [60.0, 60.0]]))
+        quantizer.embed_sum.copy_(quantizer.codebook)
+        quantizer.cluster_size.fill_(1.0)
+        quantizer.usage.copy_(torch.tensor([100.0, 0.0, 0.0]))
+    flat = torch.zeros(30, 2)
+    flat[7], flat[19] = torch.tensor([1.0, -2.0]), torch.tensor([-3.0, 0.5])
+    restarted = quantizer.restart_dead(flat)
+    assert restarted.tolist() == [1, 2]
+    assert {tuple(quantizer.codebook[k].tolist()) for k in (1, 2)} == {(1.0, -2.0), (-3.0, 0.5)}
+
+
 def test_without_restarts_unused_codes_stay():
     quantizer = VectorQuantizer(4, 2, decay=0.9, restart_threshold=0.0)
     before = quantizer.codebook.clone()

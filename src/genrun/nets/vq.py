@@ -5,8 +5,9 @@ The quantizer passes gradients straight through (the decoder's gradient at the q
 the encoder's), pulls encoder outputs towards their codes with the commitment loss (beta, 0.25 in the
 paper), and learns the codebook either by exponential moving averages of the vectors assigned to each code
 (the paper's appendix; the default) or by the codebook loss. A code that no vector has chosen for a while
-(its moving-average count below `restart_threshold`) is restarted at a random encoder output of the current
-batch, so the whole codebook stays in use (Dhariwal et al. 2020, Jukebox).
+(its moving-average count below `restart_threshold`) is restarted at an encoder output of the current batch
+(Dhariwal et al. 2020, Jukebox), drawn k-means++-style away from the codes already there, so the whole
+codebook stays in use.
 """
 
 from __future__ import annotations
@@ -111,15 +112,12 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def restart_dead(self, flat: torch.Tensor) -> torch.Tensor:
-        """Move every code whose usage fell below the threshold to a random encoder output of this batch;
-        returns the restarted indices."""
+        """Move every code whose usage fell below the threshold to an encoder output of this batch (see
+        restart_picks); returns the restarted indices."""
         dead = (self.usage < self.restart_threshold).nonzero().squeeze(1)
         if len(dead) == 0:
             return dead
-        picks = torch.randperm(len(flat), device=flat.device)[: len(dead)]
-        if len(picks) < len(dead):  # a batch with fewer vectors than dead codes: draw with replacement
-            picks = torch.randint(len(flat), (len(dead),), device=flat.device)
-        fresh = flat[picks].clone()
+        fresh = flat[self.restart_picks(flat, len(dead))].clone()
         if _distributed():  # the same restarts on every rank
             torch.distributed.broadcast(fresh, 0)
         self.codebook.data[dead] = fresh
@@ -128,6 +126,19 @@ class VectorQuantizer(nn.Module):
             self.cluster_size[dead] = 1.0
             self.embed_sum[dead] = fresh
         return dead
+
+
+    def restart_picks(self, flat: torch.Tensor, count: int) -> torch.Tensor:
+        """Rows of `flat` for `count` restarts, drawn in proportion to their squared distance from the nearest
+        code (k-means++ seeding): a restart lands where the codebook is thin. Drawn uniformly it would mostly
+        land on the batch's commonest vector (a digit's blank background), which a code already holds: a tie
+        the restarted code never wins."""
+        book = self.codebook.detach()
+        nearest = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ book.t() + book.pow(2).sum(1)[None]).min(1).values
+        weights = nearest.clamp_min(0)
+        if int((weights > 0).sum()) < count:  # too few uncovered vectors: any vector will do
+            weights = torch.ones_like(weights)
+        return torch.multinomial(weights, count, replacement=count > len(flat))
 
 
 def perplexity(counts: torch.Tensor) -> float:
