@@ -1,7 +1,9 @@
 """Latent diffusion training: DDPM's objective on the scaled latents of a frozen autoencoder run.
 
 `model.autoencoder=RUN_DIR` (or a checkpoint file) names the autoencoder; it is loaded as a frozen
-reference, checked against the dataset's image shape before training, and never updated. The latent scale
+reference, checked against the dataset's image shape before training, and never updated. A VQ-VAE run
+serves too: its latent is the encoder's grid before quantization, and decoding quantizes it first (the
+VQ-regularised autoencoders of Rombach et al. 2022). The latent scale
 factor (one over the spread of the training latents) is measured once at the start of fitting from up to
 SCALE_IMAGES training images and kept in a buffer, so a resumed run and every sample use the same number.
 """
@@ -23,6 +25,7 @@ SCALE_IMAGES = 2000
 def load_autoencoder(where: str | None, channels: int, image_size: int):
     """The autoencoder component of the run (or checkpoint) `where`, frozen, or a one-line error."""
     from genrun.nets.autoencoder import Autoencoder
+    from genrun.nets.vq import VQVAE
     from genrun.pipeline import frozen_reference
     from genrun.runs import choose_checkpoint
 
@@ -31,9 +34,9 @@ def load_autoencoder(where: str | None, channels: int, image_size: int):
                           "genrun train model=latent_ddpm model.autoencoder=outputs/train/conv_vae_mnist/<id>")
     path, _why = choose_checkpoint(str(Path(str(where)).expanduser().resolve()), ".")
     net = frozen_reference(path, "net")
-    if not isinstance(net, Autoencoder):
+    if not isinstance(net, (Autoencoder, VQVAE)):  # a VQ-VAE's latent: its grid before quantization
         raise GenrunError(f"model.autoencoder={where}: its checkpoint holds a {type(net).__name__}, not an "
-                          "autoencoder (train one with model=conv_vae, vae or ae)")
+                          "autoencoder (train one with model=conv_vae, vae, ae or vqvae)")
     trained = (int(net.init_config["channels"]), int(net.init_config["image_size"]))
     if trained != (int(channels), int(image_size)):
         raise GenrunError(f"model.autoencoder={where}: it was trained on {trained[0]}-channel {trained[1]}px "
