@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import asdict, replace
@@ -160,12 +161,32 @@ def interrupted(trainer, run_dir: Path):
                        resume=f"genrun train resume={run_dir}")
 
 
+def preempted(stop, run_dir: Path, launch, previous_handlers: dict):
+    """After the preemption checkpoint: rank 0 requeues the job where a scheduler can (a submitit job exits
+    here) and returns the line the run ends with; other ranks leave quietly."""
+    from genrun import distributed
+    from genrun.runs import CHECKPOINT_NAME
+    from genrun.tasks import Interrupted
+
+    if not launch.is_zero:
+        raise SystemExit(0)
+    last = run_dir / "checkpoints" / CHECKPOINT_NAME
+    line = f"training preempted by {stop}; last checkpoint: {last}"
+    logging.getLogger("genrun").warning(line, extra={"console": False})
+    requeued = distributed.requeue(launch, stop.signum, previous_handlers)
+    then = requeued or f"continue with: genrun train resume={run_dir}"
+    return Interrupted(f"{line}; {then}", checkpoint=str(last), global_step=stop.step, preempted=True,
+                       resume=f"genrun train resume={run_dir}")
+
+
 def run(cfg: DictConfig):
     import lightning as L
     import torch
     from hydra.core.hydra_config import HydraConfig
     from lightning.pytorch.callbacks import ModelSummary
 
+    from genrun import distributed
+    from genrun.callbacks.preemption import Preempted, Preemption
     from genrun.callbacks.run_state import ResumeRecord, RNGState, RunInfo
     from genrun.checkpoint import checkpoint_io, remove_stale_temporaries
     from genrun.data.lightning import LightningData
@@ -177,14 +198,22 @@ def run(cfg: DictConfig):
     hydra_cfg = HydraConfig.get()
     run_dir = Path(cfg.paths.run_dir)
     choices = hydra_cfg.runtime.choices
-    is_worker = "LOCAL_RANK" in os.environ and os.environ["LOCAL_RANK"] != "0"
     check_run_settings(cfg)
+    launch = distributed.prepare(cfg.trainer)  # before anything is built: a wrong layout costs nothing
+    # A process of a launch other than rank 0, or one that Lightning's DDP started for us.
+    is_worker = not launch.is_zero or (launch.launcher is None and os.environ.get("LOCAL_RANK", "0") != "0")
+    if not launch.is_zero:
+        distributed.worker_log(run_dir, "train", launch.rank)
     checkpoint_dir = run_dir / "checkpoints"
     resume_from = None
     if cfg.resume:
         resume_from = checkpoint_dir / CHECKPOINT_NAME
         if not resume_from.is_file():
             raise GenrunError(f"resume={cfg.resume}: no checkpoint at {resume_from}; nothing to resume")
+    elif launch.restarted and (checkpoint_dir / CHECKPOINT_NAME).is_file():
+        # A requeued SLURM job or a torchrun restart runs the same command again: continue where it stopped.
+        resume_from = checkpoint_dir / CHECKPOINT_NAME
+        logging.getLogger("genrun").info(f"{launch.launcher} restarted this job: resuming from {resume_from}")
     debug = bool(choices.get("debug")) or bool(cfg.trainer.get("fast_dev_run"))
     if not is_worker:
         remove_stale_temporaries(checkpoint_dir)
@@ -192,8 +221,7 @@ def run(cfg: DictConfig):
         _prepare_ddp_children("train", run_dir)
 
     quiet_library_logs()
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+    distributed.apply_threads(distributed.thread_budget(cfg.get("threads"), hydra_cfg.get("launcher"), launch))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     datamodule = build(cfg.dataset, "dataset")
     data_info = datamodule.info()
@@ -213,11 +241,12 @@ def run(cfg: DictConfig):
     info = {"config": config, "data": data_info,
             "choices": {"model": choices.get("model"), "dataset": choices.get("dataset")}}
     has_validation = datamodule.has_validation()
-    callbacks = [*_callbacks(cfg, has_validation), RunInfo(info), RNGState(int(cfg.seed))]
+    preemption = Preemption(checkpoint_dir / CHECKPOINT_NAME)
+    callbacks = [*_callbacks(cfg, has_validation), RunInfo(info), RNGState(int(cfg.seed)), preemption]
     if cfg.trainer.get("enable_model_summary", True):
         # Lightning's plain summary logs its table (to train.log); the rich one would print it on the console.
         callbacks.append(ModelSummary(max_depth=1))
-    if cfg.resume and not is_worker:
+    if resume_from is not None and not is_worker:
         callbacks.append(ResumeRecord(run_dir, _job_overrides()))
     # No validation split (dataset.val_fraction=0): switch the loop off rather than hand Lightning an empty one.
     no_validation = {} if has_validation else {"limit_val_batches": 0}
@@ -235,6 +264,10 @@ def run(cfg: DictConfig):
         if trainer.interrupted:  # Lightning turns Ctrl-C into SystemExit(1) once it has shut down
             raise interrupted(trainer, run_dir) from None
         raise
+    except Preempted as stop:
+        raise preempted(stop, run_dir, launch, preemption.previous) from None
+    finally:
+        preemption.restore()
     if trainer.interrupted:
         raise interrupted(trainer, run_dir)
     # fast_dev_run and max_steps can end without an epoch-end checkpoint: always leave the final one.
