@@ -193,6 +193,7 @@ def apply_threads(count: int | None) -> None:
     torch.set_num_threads(count)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(count)
+    log.info(f"torch threads: {count}", extra={"console": False})
 
 
 def worker_log(run_dir: Path, task: str, rank: int) -> None:

@@ -52,6 +52,9 @@ def _callbacks(cfg: DictConfig, has_validation: bool) -> list:
             continue
         if name == "model_checkpoint" and not has_validation:
             conf = OmegaConf.merge(conf, {"monitor": None, "save_top_k": 1, "filename": "best"})
+        if not has_validation and str(conf.get("monitor") or "").startswith("val/") and name != "model_checkpoint":
+            raise GenrunError(f"callbacks.{name} watches {conf.monitor}, but this run has no validation split "
+                              "(dataset.val_fraction=0): drop the callback or keep a validation split")
         callbacks.append(build(conf, f"callbacks.{name}"))
     return callbacks
 
@@ -62,6 +65,22 @@ def ddp_strategy_for(model, strategy):
     if strategy in ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook") and not model.automatic_optimization:
         return f"{strategy}_find_unused_parameters_true"
     return strategy
+
+
+PROFILERS = {"simple": "SimpleProfiler", "advanced": "AdvancedProfiler"}
+
+
+def profiler_for(trainer_cfg: DictConfig, run_dir: Path) -> dict:
+    """`trainer.profiler=simple|advanced` (debug=profiler) as Lightning's profiler writing its report to
+    <run dir>/fit-profile.txt instead of the console."""
+    import lightning.pytorch.profilers as profilers
+
+    name = trainer_cfg.get("profiler")
+    if name is None or not isinstance(name, str):
+        return {}
+    if name not in PROFILERS:
+        raise GenrunError(f"trainer.profiler={name}: choose one of {', '.join(PROFILERS)} (or null)")
+    return {"profiler": getattr(profilers, PROFILERS[name])(dirpath=str(run_dir), filename="profile")}
 
 
 def _loggers(cfg: DictConfig) -> list:
@@ -161,6 +180,16 @@ def interrupted(trainer, run_dir: Path):
                        resume=f"genrun train resume={run_dir}")
 
 
+def weights_checksum(model) -> str:
+    """A fingerprint of a model's parameters (float64 sums of values and of their squares)."""
+    import torch
+
+    with torch.no_grad():
+        params = [p.detach().double() for p in model.parameters()]
+        total, squares = sum(float(p.sum()) for p in params), sum(float((p * p).sum()) for p in params)
+    return f"{total:.17g}/{squares:.17g}"
+
+
 def preempted(stop, run_dir: Path, launch, previous_handlers: dict):
     """After the preemption checkpoint: rank 0 requeues the job where a scheduler can (a submitit job exits
     here) and returns the line the run ends with; other ranks leave quietly."""
@@ -252,7 +281,8 @@ def run(cfg: DictConfig):
     no_validation = {} if has_validation else {"limit_val_batches": 0}
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=_loggers(cfg) or False,
                           plugins=[checkpoint_io()], default_root_dir=str(run_dir),
-                          strategy=ddp_strategy_for(model, cfg.trainer.get("strategy")), **no_validation)
+                          strategy=ddp_strategy_for(model, cfg.trainer.get("strategy")), **no_validation,
+                          **profiler_for(cfg.trainer, run_dir))
     environment = dict(os.environ)
     title = f"genrun train: {choices.get('model')} on {choices.get('dataset')}"
     if not is_worker:
@@ -270,6 +300,10 @@ def run(cfg: DictConfig):
         preemption.restore()
     if trainer.interrupted:
         raise interrupted(trainer, run_dir)
+    if trainer.world_size > 1:
+        # Each process's own weights, in its own log: data-parallel ranks must end with the same ones.
+        logging.getLogger("genrun").info(f"weights checksum on rank {trainer.global_rank}: {weights_checksum(model)}",
+                                         extra={"console": False})
     # fast_dev_run and max_steps can end without an epoch-end checkpoint: always leave the final one.
     trainer.save_checkpoint(checkpoint_dir / CHECKPOINT_NAME, weights_only=False)
     if not is_worker:
