@@ -192,3 +192,22 @@ def test_sigusr1_stops_a_genrun_run_with_a_checkpoint_and_resume_matches_the_str
     b = torch.load(last, weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     shutil.rmtree(full)
+
+
+def test_a_restarted_launch_continues_its_run_from_the_last_checkpoint(workdir, clean_launch_env, capsys):
+    """torchrun --max-restarts (or a requeued SLURM job) runs the same command again: it resumes in place."""
+    monkeypatch = clean_launch_env
+    run_dir = workdir / "outputs" / "restarted"
+    command = ["train", *TINY_GAN, "trainer.limit_val_batches=1", f"hydra.run.dir={run_dir}"]
+    code, _out, err = genrun_in_process(command, workdir, monkeypatch, capsys)
+    assert code == 0, err
+    first = read_metrics(run_dir)["global_step"]
+    # What torchrun sets in a worker after a restart (one process: no process group to start)
+    for name in ("GENRUN_DDP_TASK", "GENRUN_DDP_ARGS"):  # left by the first run for DDP workers it never had
+        monkeypatch.delenv(name, raising=False)
+    _torchrun_env(monkeypatch, 0, world=1, per_node=1)
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    code, _out, err = genrun_in_process([*command, "trainer.max_epochs=2"], workdir, monkeypatch, capsys)
+    assert code == 0, err
+    assert read_metrics(run_dir)["global_step"] == 2 * first  # one more epoch on top of the first
+    assert "torchrun restarted this job: resuming from" in (run_dir / "train.log").read_text()
