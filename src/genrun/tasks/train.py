@@ -34,15 +34,20 @@ def _prepare_ddp_children(task: str, run_dir: Path) -> None:
 
 
 def _leave_distributed(environment: dict) -> None:
-    """Undo what DDP set in this process (LOCAL_RANK, WORLD_SIZE, the process group), so the next job of
-    a sweep starts its own workers instead of believing it is one."""
+    """Undo what DDP set in this process (LOCAL_RANK, WORLD_SIZE, the process group, the job its workers
+    re-enter), so the next job of a sweep starts its own workers instead of believing it is one, and a
+    process this one starts later (torchrun, say) is not taken for one of this job's workers."""
     import torch.distributed as dist
+
+    from genrun.cli import DDP_ARGS_ENV, DDP_TASK_ENV
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
     for key in set(os.environ) - set(environment):
         del os.environ[key]
     os.environ.update(environment)
+    for key in (DDP_TASK_ENV, DDP_ARGS_ENV):
+        os.environ.pop(key, None)
 
 
 def _callbacks(cfg: DictConfig, has_validation: bool) -> list:
