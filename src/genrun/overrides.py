@@ -32,7 +32,7 @@ PLUGINS = {
                       "nevergrad": "hydra-nevergrad-sweeper"},
 }
 # pyproject.toml extras that install a plugin (tested with genrun).
-EXTRAS = {"hydra-joblib-launcher": "joblib", "hydra-submitit-launcher": "submitit"}
+EXTRAS = {"hydra-joblib-launcher": "joblib", "hydra-submitit-launcher": "cluster"}
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 TRAINERS = ("lightning.pytorch.Trainer", "lightning.Trainer")
 # Trainer arguments genrun/tasks/train.py passes itself: a trainer.X for these would be silently replaced.
@@ -274,6 +274,7 @@ def check_overrides(task: str, overrides: list[str], *, multirun: bool = False, 
         _check_job(loader, name, overrides, opened, defaults)
         return _open(overrides, opened)
     master, _lines = _load(loader, name, overrides, RunMode.MULTIRUN, opened)
+    _check_launcher(master)
     if master.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
         jobs = _sweep_jobs(loader, master, overrides)
     else:  # the sweeper chooses the values: check what is fixed
@@ -281,6 +282,27 @@ def check_overrides(task: str, overrides: list[str], *, multirun: bool = False, 
     for job in jobs:
         _check_job(loader, name, job, opened, defaults)
     return _open(overrides, opened)
+
+
+def _check_launcher(master) -> None:
+    """The launcher's plugin must be importable: genrun's own launcher configs (configs/hydra/launcher/)
+    compose without it, and Hydra would fail only as it launches, with a traceback."""
+    import importlib.util
+
+    target = str(master.hydra.launcher.get("_target_") or "")
+    module = target.rpartition(".")[0]
+    try:
+        found = not module or importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package is missing too
+        found = False
+    if found:
+        return
+    choice = master.hydra.runtime.choices.get("hydra/launcher") or module
+    package = PLUGINS["hydra/launcher"].get(choice)
+    if package is None:
+        raise GenrunError(f"hydra/launcher={choice}: {target} cannot be imported; install the plugin providing it")
+    extra = f" (or the genrun[{EXTRAS[package]}] extra)" if package in EXTRAS else ""
+    raise GenrunError(f"hydra/launcher={choice}: not installed; pip install {package}{extra}")
 
 
 def _sweep_jobs(loader, master, overrides: list[str]) -> list[list[str]]:

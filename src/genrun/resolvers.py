@@ -10,8 +10,11 @@ from omegaconf import OmegaConf
 
 
 def _run_id() -> str:
+    from genrun.distributed import shared_run_id
+
+    # The processes of one torchrun or srun launch share one run (genrun/distributed.py).
     # Seconds alone collide when two runs start together; pid and a random suffix do not.
-    return f"{datetime.now():%Y-%m-%d_%H-%M-%S}_{os.getpid()}{secrets.token_hex(2)}"
+    return shared_run_id() or f"{datetime.now():%Y-%m-%d_%H-%M-%S}_{os.getpid()}{secrets.token_hex(2)}"
 
 
 def _run_name(model: str | None, dataset: str | None) -> str:
@@ -84,6 +87,11 @@ def _job_dir(path: str, subdir: str | None = None) -> str:
 
 
 def register() -> None:
+    import warnings
+
+    # configs/hydra/launcher/ sets genrun's defaults over a launcher plugin's config of the same name, which
+    # Hydra then validates against the plugin's schema (as wanted) and warns about on every run.
+    warnings.filterwarnings("ignore", message=r"(?s).*validated against ConfigStore schema with the same name")
     # Hydra's ${hydra:runtime.cwd} is not set yet when a sweep's directory is resolved; this is.
     OmegaConf.register_new_resolver("cwd", os.getcwd, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True, replace=True)

@@ -163,6 +163,8 @@ def quiet_library_logs() -> None:
             handler.addFilter(LibraryNoise())
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # genrun's loaders resume in the middle of an epoch by position (data/base.py, data/text.py)
+    warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
     # genrun freezes referenced components (a latent model's autoencoder) in eval mode on purpose
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 

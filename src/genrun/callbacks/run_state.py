@@ -107,6 +107,10 @@ class RNGState(Callback):
     def load_state_dict(self, state_dict: dict) -> None:
         self._pending = state_dict
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        # A run resumed in the middle of an epoch does not start that epoch again (no on_train_epoch_start).
+        self.on_train_epoch_start(trainer, pl_module)
+
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if self._pending is None:
             return

@@ -39,6 +39,9 @@ class InMemoryDataModule:
 
             raise GenrunError(f"dataset.batch_size={batch_size}: must be at least 1")
         self.generator = torch.Generator().manual_seed(int(shuffle_seed))
+        # The generator's state as the current training pass began, and (after a resume) the saved one.
+        self._pass_start: torch.Tensor | None = None
+        self._resumed_pass_start: torch.Tensor | None = None
         self.splits: dict[str, Split] | None = None
         self.details: dict = {}
 
@@ -68,7 +71,22 @@ class InMemoryDataModule:
                                  generator=self.generator if shuffle else None)
 
     def train_dataloader(self):
-        return self._loader("train", shuffle=True)
+        loader = self._loader("train", shuffle=True)
+        loader.start = self._begin_pass
+        return loader
+
+    def _begin_pass(self) -> int:
+        """Batches of this pass already trained: non-zero only for a run resumed in the middle of an epoch,
+        whose pass then draws the order the interrupted pass drew (from the generator state it began with)."""
+        skip = 0
+        trainer, saved, self._resumed_pass_start = self.trainer, self._resumed_pass_start, None
+        if saved is not None and trainer is not None:
+            done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+            if 0 < done < trainer.num_training_batches:
+                skip = done
+                self.generator.set_state(saved)
+        self._pass_start = self.generator.get_state()
+        return skip
 
     def has_validation(self) -> bool:
         self.setup()
@@ -84,7 +102,11 @@ class InMemoryDataModule:
         return self._loader("test", shuffle=False)
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
+        state = {"generator": self.generator.get_state()}
+        if self._pass_start is not None:
+            state["pass_start"] = self._pass_start
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+        self._resumed_pass_start = state.get("pass_start")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import asdict, replace
@@ -33,15 +34,20 @@ def _prepare_ddp_children(task: str, run_dir: Path) -> None:
 
 
 def _leave_distributed(environment: dict) -> None:
-    """Undo what DDP set in this process (LOCAL_RANK, WORLD_SIZE, the process group), so the next job of
-    a sweep starts its own workers instead of believing it is one."""
+    """Undo what DDP set in this process (LOCAL_RANK, WORLD_SIZE, the process group, the job its workers
+    re-enter), so the next job of a sweep starts its own workers instead of believing it is one, and a
+    process this one starts later (torchrun, say) is not taken for one of this job's workers."""
     import torch.distributed as dist
+
+    from genrun.cli import DDP_ARGS_ENV, DDP_TASK_ENV
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
     for key in set(os.environ) - set(environment):
         del os.environ[key]
     os.environ.update(environment)
+    for key in (DDP_TASK_ENV, DDP_ARGS_ENV):
+        os.environ.pop(key, None)
 
 
 def _callbacks(cfg: DictConfig, has_validation: bool) -> list:
@@ -51,6 +57,9 @@ def _callbacks(cfg: DictConfig, has_validation: bool) -> list:
             continue
         if name == "model_checkpoint" and not has_validation:
             conf = OmegaConf.merge(conf, {"monitor": None, "save_top_k": 1, "filename": "best"})
+        if not has_validation and str(conf.get("monitor") or "").startswith("val/") and name != "model_checkpoint":
+            raise GenrunError(f"callbacks.{name} watches {conf.monitor}, but this run has no validation split "
+                              "(dataset.val_fraction=0): drop the callback or keep a validation split")
         callbacks.append(build(conf, f"callbacks.{name}"))
     return callbacks
 
@@ -61,6 +70,22 @@ def ddp_strategy_for(model, strategy):
     if strategy in ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook") and not model.automatic_optimization:
         return f"{strategy}_find_unused_parameters_true"
     return strategy
+
+
+PROFILERS = {"simple": "SimpleProfiler", "advanced": "AdvancedProfiler"}
+
+
+def profiler_for(trainer_cfg: DictConfig, run_dir: Path) -> dict:
+    """`trainer.profiler=simple|advanced` (debug=profiler) as Lightning's profiler writing its report to
+    <run dir>/fit-profile.txt instead of the console."""
+    import lightning.pytorch.profilers as profilers
+
+    name = trainer_cfg.get("profiler")
+    if name is None or not isinstance(name, str):
+        return {}
+    if name not in PROFILERS:
+        raise GenrunError(f"trainer.profiler={name}: choose one of {', '.join(PROFILERS)} (or null)")
+    return {"profiler": getattr(profilers, PROFILERS[name])(dirpath=str(run_dir), filename="profile")}
 
 
 def _loggers(cfg: DictConfig) -> list:
@@ -160,12 +185,42 @@ def interrupted(trainer, run_dir: Path):
                        resume=f"genrun train resume={run_dir}")
 
 
+def weights_checksum(model) -> str:
+    """A fingerprint of a model's parameters (float64 sums of values and of their squares)."""
+    import torch
+
+    with torch.no_grad():
+        params = [p.detach().double() for p in model.parameters()]
+        total, squares = sum(float(p.sum()) for p in params), sum(float((p * p).sum()) for p in params)
+    return f"{total:.17g}/{squares:.17g}"
+
+
+def preempted(stop, run_dir: Path, launch, previous_handlers: dict):
+    """After the preemption checkpoint: rank 0 requeues the job where a scheduler can (a submitit job exits
+    here) and returns the line the run ends with; other ranks leave quietly."""
+    from genrun import distributed
+    from genrun.runs import CHECKPOINT_NAME
+    from genrun.tasks import Interrupted
+
+    if not launch.is_zero:
+        raise SystemExit(0)
+    last = run_dir / "checkpoints" / CHECKPOINT_NAME
+    line = f"training preempted by {stop}; last checkpoint: {last}"
+    logging.getLogger("genrun").warning(line, extra={"console": False})
+    requeued = distributed.requeue(launch, stop.signum, previous_handlers)
+    then = requeued or f"continue with: genrun train resume={run_dir}"
+    return Interrupted(f"{line}; {then}", checkpoint=str(last), global_step=stop.step, preempted=True,
+                       resume=f"genrun train resume={run_dir}")
+
+
 def run(cfg: DictConfig):
     import lightning as L
     import torch
     from hydra.core.hydra_config import HydraConfig
     from lightning.pytorch.callbacks import ModelSummary
 
+    from genrun import distributed
+    from genrun.callbacks.preemption import Preempted, Preemption
     from genrun.callbacks.run_state import ResumeRecord, RNGState, RunInfo
     from genrun.checkpoint import checkpoint_io, remove_stale_temporaries
     from genrun.data.lightning import LightningData
@@ -177,14 +232,22 @@ def run(cfg: DictConfig):
     hydra_cfg = HydraConfig.get()
     run_dir = Path(cfg.paths.run_dir)
     choices = hydra_cfg.runtime.choices
-    is_worker = "LOCAL_RANK" in os.environ and os.environ["LOCAL_RANK"] != "0"
     check_run_settings(cfg)
+    launch = distributed.prepare(cfg.trainer)  # before anything is built: a wrong layout costs nothing
+    # A process of a launch other than rank 0, or one that Lightning's DDP started for us.
+    is_worker = not launch.is_zero or (launch.launcher is None and os.environ.get("LOCAL_RANK", "0") != "0")
+    if not launch.is_zero:
+        distributed.worker_log(run_dir, "train", launch.rank)
     checkpoint_dir = run_dir / "checkpoints"
     resume_from = None
     if cfg.resume:
         resume_from = checkpoint_dir / CHECKPOINT_NAME
         if not resume_from.is_file():
             raise GenrunError(f"resume={cfg.resume}: no checkpoint at {resume_from}; nothing to resume")
+    elif launch.restarted and (checkpoint_dir / CHECKPOINT_NAME).is_file():
+        # A requeued SLURM job or a torchrun restart runs the same command again: continue where it stopped.
+        resume_from = checkpoint_dir / CHECKPOINT_NAME
+        logging.getLogger("genrun").info(f"{launch.launcher} restarted this job: resuming from {resume_from}")
     debug = bool(choices.get("debug")) or bool(cfg.trainer.get("fast_dev_run"))
     if not is_worker:
         remove_stale_temporaries(checkpoint_dir)
@@ -192,8 +255,7 @@ def run(cfg: DictConfig):
         _prepare_ddp_children("train", run_dir)
 
     quiet_library_logs()
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+    distributed.apply_threads(distributed.thread_budget(cfg.get("threads"), hydra_cfg.get("launcher"), launch))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     datamodule = build(cfg.dataset, "dataset")
     data_info = datamodule.info()
@@ -213,17 +275,19 @@ def run(cfg: DictConfig):
     info = {"config": config, "data": data_info,
             "choices": {"model": choices.get("model"), "dataset": choices.get("dataset")}}
     has_validation = datamodule.has_validation()
-    callbacks = [*_callbacks(cfg, has_validation), RunInfo(info), RNGState(int(cfg.seed))]
+    preemption = Preemption(checkpoint_dir / CHECKPOINT_NAME)
+    callbacks = [*_callbacks(cfg, has_validation), RunInfo(info), RNGState(int(cfg.seed)), preemption]
     if cfg.trainer.get("enable_model_summary", True):
         # Lightning's plain summary logs its table (to train.log); the rich one would print it on the console.
         callbacks.append(ModelSummary(max_depth=1))
-    if cfg.resume and not is_worker:
+    if resume_from is not None and not is_worker:
         callbacks.append(ResumeRecord(run_dir, _job_overrides()))
     # No validation split (dataset.val_fraction=0): switch the loop off rather than hand Lightning an empty one.
     no_validation = {} if has_validation else {"limit_val_batches": 0}
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=_loggers(cfg) or False,
                           plugins=[checkpoint_io()], default_root_dir=str(run_dir),
-                          strategy=ddp_strategy_for(model, cfg.trainer.get("strategy")), **no_validation)
+                          strategy=ddp_strategy_for(model, cfg.trainer.get("strategy")), **no_validation,
+                          **profiler_for(cfg.trainer, run_dir))
     environment = dict(os.environ)
     title = f"genrun train: {choices.get('model')} on {choices.get('dataset')}"
     if not is_worker:
@@ -235,8 +299,16 @@ def run(cfg: DictConfig):
         if trainer.interrupted:  # Lightning turns Ctrl-C into SystemExit(1) once it has shut down
             raise interrupted(trainer, run_dir) from None
         raise
+    except Preempted as stop:
+        raise preempted(stop, run_dir, launch, preemption.previous) from None
+    finally:
+        preemption.restore()
     if trainer.interrupted:
         raise interrupted(trainer, run_dir)
+    if trainer.world_size > 1:
+        # Each process's own weights, in its own log: data-parallel ranks must end with the same ones.
+        logging.getLogger("genrun").info(f"weights checksum on rank {trainer.global_rank}: {weights_checksum(model)}",
+                                         extra={"console": False})
     # fast_dev_run and max_steps can end without an epoch-end checkpoint: always leave the final one.
     trainer.save_checkpoint(checkpoint_dir / CHECKPOINT_NAME, weights_only=False)
     if not is_worker:
