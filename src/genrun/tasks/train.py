@@ -171,6 +171,7 @@ def run(cfg: DictConfig):
     from genrun.data.lightning import LightningData
     from genrun.families.base import EvalContext, SampleContext, SampleRequest
     from genrun.runs import CHECKPOINT_NAME, quiet_library_logs, write_metrics, write_run_file
+    from genrun.search.trial import search_callbacks
     from genrun.tasks.train_console import announce, summarise
 
     started = time.monotonic()
@@ -213,7 +214,7 @@ def run(cfg: DictConfig):
     info = {"config": config, "data": data_info,
             "choices": {"model": choices.get("model"), "dataset": choices.get("dataset")}}
     has_validation = datamodule.has_validation()
-    callbacks = [*_callbacks(cfg, has_validation), RunInfo(info), RNGState(int(cfg.seed))]
+    callbacks = [*_callbacks(cfg, has_validation), RunInfo(info), RNGState(int(cfg.seed)), *search_callbacks(cfg)]
     if cfg.trainer.get("enable_model_summary", True):
         # Lightning's plain summary logs its table (to train.log); the rich one would print it on the console.
         callbacks.append(ModelSummary(max_depth=1))
