@@ -285,9 +285,11 @@ def check_overrides(task: str, overrides: list[str], *, multirun: bool = False, 
 
         fixed, sampled = search_jobs(master, overrides, loader)
         _check_job(loader, name, fixed, opened, defaults)
-        try:
-            for values in sampled:
-                _check_job(loader, name, [*fixed, *values], opened, defaults)
+        try:  # the keys exist (one compose); a further choice of a value is checked against its key's default
+            _check_job(loader, name, [*fixed, *sampled[0]], opened, defaults)
+            for values in sampled[1:]:
+                check = _check_values if all("." in v.split("=", 1)[0] for v in values) else _check_job
+                check(loader, name, [*fixed, *values], opened, defaults)
         except GenrunError as err:
             raise GenrunError(f"search space: {err}") from None
         return _open(overrides, opened)

@@ -7,6 +7,9 @@ from pathlib import Path
 from genrun.errors import GenrunError
 from genrun.search import STORAGE_FILE, require_optuna
 
+# Beside the jobs of a search: where its study is and what it optimises (read by `genrun report`).
+SEARCH_FILE = "search.json"
+
 # SQLite waits this long for a lock: trials running side by side (hydra/launcher=joblib) write to one file.
 SQLITE_TIMEOUT_S = 60
 
@@ -38,3 +41,25 @@ def load_study(url: str, name: str | None = None, pruner=None):
     if name not in names:
         raise GenrunError(f"{url}: no study named {name!r} (found: {', '.join(names) or 'none'})")
     return optuna.load_study(study_name=name, storage=storage, pruner=pruner)
+
+
+def write_search_file(sweep_dir: Path, facts: dict) -> None:
+    import json
+
+    (Path(sweep_dir) / SEARCH_FILE).write_text(json.dumps(facts, indent=2) + "\n")
+
+
+def read_search_file(sweep_dir: Path) -> dict | None:
+    """The search's facts, or None when `sweep_dir` is not a search (an ordinary sweep)."""
+    import json
+
+    path = Path(sweep_dir) / SEARCH_FILE
+    if not path.is_file():
+        return None
+    try:
+        facts = json.loads(path.read_text())
+    except ValueError as err:
+        raise GenrunError(f"{path}: not readable JSON ({err})") from None
+    if not isinstance(facts, dict) or not isinstance(facts.get("storage"), str):
+        raise GenrunError(f"{path}: does not name the study's storage")
+    return facts

@@ -5,6 +5,7 @@ command again continues it: `n_trials` counts every finished trial in the study,
 A trial that fails or is pruned is recorded as such and the search goes on; a trial cut short by Ctrl-C (or
 left running by a killed search) is recorded as failed and marked interrupted, and does not count.
 Each job's directory is named after its trial number, so a continued study never reuses a directory.
+The search space's keys are checked before Hydra starts (genrun.overrides through genrun.search.check).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from pathlib import Path
 
 from genrun.errors import GenrunError
 from genrun.search import STORAGE_ENV, STUDY_ENV, TRIAL_ENV, require_optuna
-from genrun.search.space import Space, first_values, override_text, parse_space
-from genrun.search.study import default_storage, open_storage
+from genrun.search.space import Space, override_text, parse_space
+from genrun.search.study import default_storage, open_storage, write_search_file
 
 DIRECTIONS = {"minimize": "minimize", "min": "minimize", "maximize": "maximize", "max": "maximize"}
 
@@ -37,31 +38,26 @@ def _direction(word: str) -> str:
     return direction
 
 
-def _check_space(sweeper, space: Space) -> None:
-    """Each sampled key composes with the fixed overrides, before any trial runs (Hydra names the key)."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    loader = sweeper.hydra_context.config_loader
-    for line in first_values(space):
-        try:
-            loader.load_sweep_config(sweeper.config, [*space.fixed, line])
-        except (HydraException, OmegaConfBaseException) as err:
-            reason = next((x.strip() for x in str(err).splitlines() if x.strip()), type(err).__name__)
-            raise GenrunError(f"search space {line.split('=', 1)[0]}: {reason}") from None
-
-
-def _instantiate(node, **extra):
+def _instantiate(node, key: str, **extra):
+    """The sampler or pruner `node` names (None without one); a constructor's refusal is one line."""
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    return instantiate(node, **extra) if node is not None and node.get("_target_") else None
+    if node is None or not node.get("_target_"):
+        return None
+    try:
+        return instantiate(node, **extra)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        raise GenrunError(f"hydra.sweeper.{key} ({node._target_}): {type(cause).__name__}: "
+                          f"{str(cause).splitlines()[0] if str(cause) else ''}") from None
 
 
 def _sampler(node, already: int):
     """The configured sampler, reseeded past the trials already in the study: a continued study with a fixed
     seed must not draw its first trials' parameters again."""
     seed = node.get("seed") if node is not None else None
-    return _instantiate(node, **({"seed": int(seed) + already} if seed is not None else {}))
+    return _instantiate(node, "sampler", **({"seed": int(seed) + already} if seed is not None else {}))
 
 
 def _same_study(study, space: Space, direction: str) -> None:
@@ -161,14 +157,13 @@ def _search(sweeper, arguments: list[str]):
     if not space.distributions:
         raise GenrunError("hydra/sweeper=optuna: nothing to search; give hydra.sweeper.params (an hparams_search "
                           "recipe does) or a sweep such as model.lr='tag(log,interval(1e-4,1e-2))'")
-    _check_space(sweeper, space)
     sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     storage = str(settings["storage"] or default_storage(sweep_dir))
     study_name = str(settings["study_name"] or sweep_dir.name)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    pruner = _instantiate(settings["pruner"]) or optuna.pruners.NopPruner()
+    pruner = _instantiate(settings["pruner"], "pruner") or optuna.pruners.NopPruner()
     study = optuna.create_study(storage=open_storage(storage), study_name=study_name, direction=direction,
                                 pruner=pruner, load_if_exists=True)
     metric = str(config.get("optimized_metric") or "the objective")
@@ -177,6 +172,9 @@ def _search(sweeper, arguments: list[str]):
                            "task": str(config.hydra.job.name)}.items():
             study.set_user_attr(key, value)
     _same_study(study, space, direction)
+    write_search_file(sweep_dir, {"storage": storage, "study_name": study_name, "metric": metric,
+                                  "direction": direction, "task": str(config.hydra.job.name),
+                                  "fixed_overrides": space.fixed})
     stale = _fail_interrupted(study)
     study.sampler = _sampler(settings["sampler"], len(study.trials)) or optuna.samplers.TPESampler()
     done = len(counted(study.trials))
