@@ -172,6 +172,7 @@ def run(cfg: DictConfig):
     from genrun.families.base import EvalContext, SampleContext, SampleRequest
     from genrun.runs import CHECKPOINT_NAME, quiet_library_logs, write_metrics, write_run_file
     from genrun.search.trial import search_callbacks
+    from genrun.trackers import log_run_end
     from genrun.tasks.train_console import announce, summarise
 
     started = time.monotonic()
@@ -276,6 +277,7 @@ def run(cfg: DictConfig):
         files = pipeline.sample(request, SampleContext(out_dir=run_dir / "samples", device=device,
                                                        data_info=data_info, load_split=load_split))
     _log_to_tensorboard(trainer, config, metrics, files)
+    log_run_end(trainer, config, metrics, files)  # MLflow, W&B (genrun/trackers.py)
     write_metrics(run_dir, {"task": "train", "status": "completed", "metrics": metrics,
                             "epochs": trainer.current_epoch, "global_step": trainer.global_step, "data": data_info})
     summarise(title, metrics, data_info, run_dir, time.monotonic() - started, trainer)
