@@ -71,3 +71,18 @@ def test_a_tracker_whose_package_is_missing_is_one_line_naming_the_extra(workdir
     assert lines == [f"genrun: error: logger={extra} needs {module}, which is not installed: "
                      f"pip install 'genrun[{extra}]'"], err
     assert not list((workdir / "outputs" / "train" / "gan_toy2d").glob("*/checkpoints/*"))  # before training
+
+
+@pytest.mark.slow
+def test_wandb_offline_keeps_scalars_config_and_samples_in_the_run_directory(workdir, monkeypatch, capsys):
+    """Runs where wandb is installed (it is not in the dev extra: a 20 MB wheel with a service binary)."""
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(workdir / "no-netrc"))  # no key anywhere: offline, no network needed
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run_dir = _run(workdir, monkeypatch, capsys, "logger=[tensorboard,wandb]")
+    (offline,) = (run_dir / "wandb").glob("offline-run-*")
+    files = offline / "files"
+    assert "latent_dim: 4" in (files / "genrun_config.yaml").read_text()
+    assert list((files / "media" / "images" / "samples").glob("final_*.png"))
+    assert list(offline.glob("run-*.wandb"))  # the scalars' record, for `wandb sync`

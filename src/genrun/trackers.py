@@ -128,7 +128,7 @@ def _wandb_end(logger, trainer, config: dict, metrics: dict, files: dict) -> Non
     if pictures:
         logger.log_image(key="samples/final", images=[str(p) for p in pictures], step=trainer.global_step)
     run = logger.experiment
-    path = Path(run.dir) / "config.yaml"
+    path = Path(run.dir) / "genrun_config.yaml"  # W&B keeps its own config.yaml there
     path.write_text(_config_text(config))
     run.save(str(path), base_path=run.dir, policy="now")
     run.finish()  # the next job of an in-process sweep starts its own run

@@ -172,8 +172,8 @@ def run(cfg: DictConfig):
     from genrun.families.base import EvalContext, SampleContext, SampleRequest
     from genrun.runs import CHECKPOINT_NAME, quiet_library_logs, write_metrics, write_run_file
     from genrun.search.trial import search_callbacks
-    from genrun.trackers import log_run_end
     from genrun.tasks.train_console import announce, summarise
+    from genrun.trackers import log_run_end
 
     started = time.monotonic()
     hydra_cfg = HydraConfig.get()
