@@ -202,15 +202,19 @@ def test_without_optuna_a_search_is_one_line_naming_the_extra(workdir, monkeypat
 @pytest.mark.parametrize(("recipe", "model", "pruner"), [("vae_optuna", "vae", "MedianPruner"),
                                                          ("gan_optuna", "gan", "MedianPruner"),
                                                          ("gpt_optuna", "gpt", "SuccessiveHalvingPruner")])
-def test_each_recipe_names_its_metric_direction_space_and_tpe(workdir, monkeypatch, capsys, recipe, model, pruner):
-    code, out, err = genrun_in_process(["train", f"hparams_search={recipe}", "--cfg", "all"], workdir, monkeypatch,
-                                       capsys)
-    assert code == 0, err
-    cfg = yaml.safe_load(out)
-    sweeper = cfg["hydra"]["sweeper"]
-    assert cfg["optimized_metric"] == "val/loss" and sweeper["direction"] == "minimize"
-    assert cfg["hydra"]["mode"] == "MULTIRUN" and cfg["hydra"]["runtime"]["choices"]["model"] == model
-    assert sweeper["sampler"]["_target_"] == "optuna.samplers.TPESampler"
-    assert sweeper["pruner"]["_target_"] == f"optuna.pruners.{pruner}"
-    assert len(sweeper["params"]) >= 3 and all(k.split(".")[0] in ("model", "trainer", "dataset")
-                                              for k in sweeper["params"])
+def test_each_recipe_names_its_metric_direction_space_and_tpe(recipe, model, pruner):
+    from hydra import compose, initialize_config_dir
+
+    from genrun import resolvers
+    from genrun.configs import config_dir
+
+    resolvers.register()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hparams_search={recipe}"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert cfg.optimized_metric == "val/loss" and sweeper.direction == "minimize"
+    assert cfg.hydra.mode.name == "MULTIRUN" and cfg.hydra.runtime.choices.model == model
+    assert sweeper._target_ == "hydra_plugins.genrun_search.optuna_sweeper.OptunaSweeper"
+    assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
+    assert sweeper.pruner._target_ == f"optuna.pruners.{pruner}"
+    assert len(sweeper.params) >= 3 and all(k.split(".")[0] in ("model", "trainer", "dataset") for k in sweeper.params)

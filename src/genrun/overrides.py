@@ -273,10 +273,12 @@ def check_overrides(task: str, overrides: list[str], *, multirun: bool = False, 
     defaults: dict[tuple[str, ...], object] = {}  # the jobs of a sweep often share their group choices
     if not multirun and any(o.is_sweep_override() for o in parsed):
         multirun = _sets_multirun(loader, name, overrides, parsed, opened)
+    checked = None  # overrides already checked as one job
     if not multirun:
         cfg = _check_job(loader, name, overrides, opened, defaults)
         if cfg.hydra.get("mode") != RunMode.MULTIRUN:  # an hparams_search recipe asks for a sweep itself
             return _open(overrides, opened)
+        checked = list(overrides)
     master, _lines = _load(loader, name, overrides, RunMode.MULTIRUN, opened)
     if master.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
         jobs = _sweep_jobs(loader, master, overrides)
@@ -284,7 +286,8 @@ def check_overrides(task: str, overrides: list[str], *, multirun: bool = False, 
         from genrun.search.check import search_jobs
 
         fixed, sampled = search_jobs(master, overrides, loader)
-        _check_job(loader, name, fixed, opened, defaults)
+        if fixed != checked:
+            _check_job(loader, name, fixed, opened, defaults)
         try:  # the keys exist (one compose); a further choice of a value is checked against its key's default
             _check_job(loader, name, [*fixed, *sampled[0]], opened, defaults)
             for values in sampled[1:]:

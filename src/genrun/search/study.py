@@ -18,12 +18,19 @@ def default_storage(sweep_dir: Path) -> str:
     return f"sqlite:///{Path(sweep_dir).resolve() / STORAGE_FILE}"
 
 
+_OPENED: dict = {}  # url -> storage: the sweeper and the trials it runs in its own process share one
+
+
 def open_storage(url: str):
-    """Optuna's RDB storage for `url` (a SQLite file waits for locks instead of failing at once)."""
+    """Optuna's RDB storage for `url` (a SQLite file waits for locks instead of failing at once). Opening one
+    checks its schema (about a second), so a process opens each URL once."""
     optuna = require_optuna()
+    if url in _OPENED:
+        return _OPENED[url]
     kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite:") else {}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        _OPENED[url] = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        return _OPENED[url]
     except Exception as err:  # noqa: BLE001 (SQLAlchemy's and Optuna's errors alike: one line naming the URL)
         raise GenrunError(f"study storage {url}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") \
             from None
