@@ -104,18 +104,19 @@ def _env(storage: str, study_name: str, number: int) -> list[str]:
             f"++hydra.job.env_set.{STUDY_ENV}={override_text(study_name)}"]
 
 
-def _job_error(ret) -> str:
-    """Why a job gave no value: its metrics.json error, else what Hydra caught."""
+def _job_error(ret, metric: str) -> str:
+    """Why a job gave no value: its metrics.json error, or the metric it did not log (optimized_metric misnamed)."""
     import json
 
     try:
         job_dir = Path(str(ret.hydra_cfg.hydra.runtime.output_dir))
-        error = json.loads((job_dir / "metrics.json").read_text()).get("error")
-        if error:
-            return str(error)
+        record = json.loads((job_dir / "metrics.json").read_text())
     except (OSError, ValueError, AttributeError):
-        pass
-    return "the job returned no value"
+        return "the job returned no value and wrote no metrics.json"
+    if record.get("error"):
+        return str(record["error"])
+    logged = sorted(k for k in record.get("metrics", {}) if not k.endswith(("_step", "_epoch")))
+    return f"the job logged no {metric} (optimized_metric); it logged: {', '.join(logged) or 'nothing'}"
 
 
 def _record(study, trial, ret, metric: str) -> str:
@@ -139,7 +140,7 @@ def _record(study, trial, ret, metric: str) -> str:
         if value is not None and math.isfinite(float(value)):
             _finish(study, trial.number, TrialState.COMPLETE, float(value), job_dir=job_dir)
             return f"{metric} = {float(value):.6g}"
-        error = f"{metric} is {value}" if value is not None else _job_error(ret)
+        error = f"{metric} is {value}" if value is not None else _job_error(ret, metric)
     _finish(study, trial.number, TrialState.FAIL, job_dir=job_dir, error=error)
     return f"failed: {error}"
 
