@@ -51,8 +51,8 @@ def test_joblib_launcher_runs_the_jobs_of_a_sweep_in_parallel_processes(workdir)
 
 
 @pytest.mark.parametrize(("override", "module", "package"), [
-    ("hydra/launcher=submitit_local", "hydra_submitit_launcher", "hydra-submitit-launcher"),
-    ("hydra/sweeper=optuna", "hydra_optuna_sweeper", "hydra-optuna-sweeper"),
+    ("hydra/launcher=rq", "hydra_rq_launcher", "hydra-rq-launcher"),
+    ("hydra/sweeper=ax", "hydra_ax_sweeper", "hydra-ax-sweeper"),
 ])
 def test_a_plugin_that_is_not_installed_is_one_line_naming_the_package(workdir, monkeypatch, capsys, override,
                                                                        module, package):

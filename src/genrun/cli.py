@@ -41,9 +41,9 @@ def usage() -> str:
     lines = ["usage: genrun TASK [key=value ...] [-m] [hydra flags]", "", "tasks:"]
     lines += [f"  {name:<9} {text}" for name, text in TASKS.items()]
     lines += ["", "config groups (choose with group=choice):"]
-    for group, choices in config_groups().items():
-        if group not in ("hydra", "paths"):
-            lines.append(f"  {group:<11} {', '.join(choices)}")
+    groups = {group: choices for group, choices in config_groups().items() if group not in ("hydra", "paths")}
+    width = max(map(len, groups), default=0)
+    lines += [f"  {group:<{width}} {', '.join(choices)}" for group, choices in groups.items()]
     lines += [
         "",
         "examples:",
@@ -55,6 +55,7 @@ def usage() -> str:
         "  genrun train --cfg job            (print the composed config)",
         "  genrun train -cd my_configs experiment=mine   (your own configs beside genrun's)",
         "  genrun train -m hydra/launcher=joblib model.latent_dim=2,16   (jobs in parallel; needs the plugin)",
+        "  genrun train hparams_search=vae_optuna   (Bayesian search with pruning; the same command continues it)",
         "",
         "Hydra's flags work as usual: -m/--multirun, --cfg job, --info, -cd DIR, hydra.run.dir=..., +key=value.",
         'Shell completion (bash, zsh): eval "$(genrun -sc install=bash)"',

@@ -28,12 +28,13 @@ PLUGINS = {
     "hydra/launcher": {"joblib": "hydra-joblib-launcher", "submitit_local": "hydra-submitit-launcher",
                        "submitit_slurm": "hydra-submitit-launcher", "rq": "hydra-rq-launcher",
                        "ray": "hydra-ray-launcher", "ray_aws": "hydra-ray-launcher"},
-    "hydra/sweeper": {"optuna": "hydra-optuna-sweeper", "ax": "hydra-ax-sweeper",
+    "hydra/sweeper": {"ax": "hydra-ax-sweeper",
                       "nevergrad": "hydra-nevergrad-sweeper"},
 }
 # pyproject.toml extras that install a plugin (tested with genrun).
 EXTRAS = {"hydra-joblib-launcher": "joblib", "hydra-submitit-launcher": "cluster"}
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+SEARCH_SWEEPER = "hydra_plugins.genrun_search.optuna_sweeper.OptunaSweeper"  # genrun.search: hydra/sweeper=optuna
 TRAINERS = ("lightning.pytorch.Trainer", "lightning.Trainer")
 # Trainer arguments genrun/tasks/train.py passes itself: a trainer.X for these would be silently replaced.
 SET_BY_GENRUN = {"callbacks": "the callbacks group (callbacks.NAME=...)", "logger": "logger=tensorboard|csv",
@@ -241,7 +242,7 @@ def _unknown_key(key: str, parent) -> str:
 def _sweep_needs_multirun(line: str, override) -> str:
     if not override.is_discrete_sweep():
         return (f"{line} is a range a sweeper samples from: add -m and a sweeper that samples, e.g. "
-                "hydra/sweeper=optuna (pip install hydra-optuna-sweeper)")
+                "hydra/sweeper=optuna (pip install 'genrun[search]')")
     as_list = " (a list is written [a,b]; quote a string that holds commas)" \
         if override.value_type.name == "SIMPLE_CHOICE_SWEEP" else ""
     return f"{line} is a sweep: add -m to run one job per value{as_list}"
@@ -270,13 +271,32 @@ def check_overrides(task: str, overrides: list[str], *, multirun: bool = False, 
     parsed = _parse(overrides, loader)
     opened: set[str] = set()
     defaults: dict[tuple[str, ...], object] = {}  # the jobs of a sweep often share their group choices
+    if not multirun and any(o.is_sweep_override() for o in parsed):
+        multirun = _sets_multirun(loader, name, overrides, parsed, opened)
+    checked = None  # overrides already checked as one job
     if not multirun:
-        _check_job(loader, name, overrides, opened, defaults)
-        return _open(overrides, opened)
+        cfg = _check_job(loader, name, overrides, opened, defaults)
+        if cfg.hydra.get("mode") != RunMode.MULTIRUN:  # an hparams_search recipe asks for a sweep itself
+            return _open(overrides, opened)
+        checked = list(overrides)
     master, _lines = _load(loader, name, overrides, RunMode.MULTIRUN, opened)
     _check_launcher(master)
     if master.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
         jobs = _sweep_jobs(loader, master, overrides)
+    elif master.hydra.sweeper.get("_target_") == SEARCH_SWEEPER:
+        from genrun.search.check import search_jobs
+
+        fixed, sampled = search_jobs(master, overrides, loader)
+        if fixed != checked:
+            _check_job(loader, name, fixed, opened, defaults)
+        try:  # the keys exist (one compose); a further choice of a value is checked against its key's default
+            _check_job(loader, name, [*fixed, *sampled[0]], opened, defaults)
+            for values in sampled[1:]:
+                check = _check_values if all("." in v.split("=", 1)[0] for v in values) else _check_job
+                check(loader, name, [*fixed, *values], opened, defaults)
+        except GenrunError as err:
+            raise GenrunError(f"search space: {err}") from None
+        return _open(overrides, opened)
     else:  # the sweeper chooses the values: check what is fixed
         jobs = [[line for line, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]]
     for job in jobs:
@@ -305,6 +325,15 @@ def _check_launcher(master) -> None:
     raise GenrunError(f"hydra/launcher={choice}: not installed; pip install {package}{extra}")
 
 
+def _sets_multirun(loader, name: str, overrides: list[str], parsed: list, opened: set[str]) -> bool:
+    """Whether the config itself asks for a sweep (`hydra.mode: MULTIRUN`, as an hparams_search recipe does)."""
+    from hydra.types import RunMode
+
+    fixed = [line for line, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
+    cfg, _lines = _load(loader, name, fixed, RunMode.RUN, opened)
+    return cfg.hydra.get("mode") == RunMode.MULTIRUN
+
+
 def _sweep_jobs(loader, master, overrides: list[str]) -> list[list[str]]:
     """The jobs checked for a sweep: each sweep's first value together, then every other value of one sweep
     at a time (a compose per value, not per job of the product). Hydra's basic sweeper expands the values
@@ -320,7 +349,7 @@ def _sweep_jobs(loader, master, overrides: list[str]) -> list[list[str]]:
         except HydraException as err:
             raise GenrunError(f"{override.input_line}: {_first_line(err)}; Hydra's basic sweeper enumerates "
                               "a,b, choice(), range() and glob(); to sample, choose a sweeper such as "
-                              "hydra/sweeper=optuna (pip install hydra-optuna-sweeper)") from None
+                              "hydra/sweeper=optuna (pip install 'genrun[search]')") from None
         if not batch:
             raise GenrunError(f"{override.input_line}: sweeps over no value")
         choices[override.get_key_element()] = [job[0] for job in batch]
@@ -332,8 +361,8 @@ def _sweep_jobs(loader, master, overrides: list[str]) -> list[list[str]]:
     return jobs
 
 
-def _check_job(loader, name: str, job: list[str], opened: set[str], defaults: dict) -> None:
-    """One job: Hydra composes it, its values fit their keys, nothing required is left at ???."""
+def _check_job(loader, name: str, job: list[str], opened: set[str], defaults: dict):
+    """One job: Hydra composes it, its values fit their keys, nothing required is left at ???. Returns its config."""
     from hydra.types import RunMode
 
     cfg, lines = _load(loader, name, job, RunMode.RUN, opened)
@@ -341,6 +370,7 @@ def _check_job(loader, name: str, job: list[str], opened: set[str], defaults: di
     missing = _missing_keys(cfg)
     if missing:
         raise GenrunError(f"{missing[0]} is required: pass {missing[0]}=...")
+    return cfg
 
 
 def _check_values(loader, name: str, lines: list[str], opened: set[str], defaults: dict) -> None:

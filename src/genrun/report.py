@@ -25,6 +25,8 @@ from genrun.errors import GenrunError
 from genrun.headlines import headline, is_constant, reading_order
 
 USAGE = "genrun report MULTIRUN_DIR [--metrics a,b | --all] [--out PLOT.png] [--force]"
+# On a search (a directory with search.json) the default view is the study's: trials, best command, history and
+# importances (genrun/report_search.py); --metrics or --all compare its jobs like any sweep's.
 DEFAULT_METRIC = "val/loss"  # configs/train.yaml's optimized_metric
 RUNNING_WINDOW_S = 600  # a job without metrics.json whose files changed this recently is taken as running
 
@@ -396,6 +398,13 @@ def report_command(sweep_dir: Path) -> str:
 # --- the command -------------------------------------------------------------------------------------------
 
 
+def _search_facts(sweep_dir: Path) -> dict | None:
+    """A search's facts (genrun.search wrote search.json beside its jobs), else None: an ordinary sweep."""
+    from genrun.search.study import read_search_file
+
+    return read_search_file(sweep_dir) if sweep_dir.is_dir() else None
+
+
 def main(args: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="genrun report", usage=USAGE,
                                      description="Table and plot of a sweep's jobs against the metric it optimised.")
@@ -411,6 +420,13 @@ def main(args: list[str]) -> int:
     if wanted and options.show_all:
         parser.error("--metrics and --all: choose one")
     try:
+        search = _search_facts(options.sweep_dir)
+        if search is not None and not (wanted or options.show_all):
+            from genrun.report_search import print_search, search_report
+
+            found = search_report(options.sweep_dir, search, options.out)
+            print_search(found["search"], found)
+            return 0
         result = report(options.sweep_dir, wanted, options.show_all, options.out, options.force)
     except GenrunError as err:
         print(f"genrun: error: {err}", file=sys.stderr)

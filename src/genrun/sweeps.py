@@ -76,11 +76,13 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir():
             return
         results = job_results(sweep_dir)
-        failed = [(job, status, error) for job, status, error in results if status != "completed"]
+        failed = [(job, status, error) for job, status, error in results if status not in ("completed", "pruned")]
+        pruned = sum(status == "pruned" for _job, status, _error in results)  # a search stopped them: no failure
         _failed[:] = [str(job) for job, _status, _error in failed]
         out = sys.stderr if failed else sys.stdout
-        print(f"genrun: sweep finished: {len(results) - len(failed)} done, {len(failed)} failed ({sweep_dir})",
-              file=out)
+        done = len(results) - len(failed) - pruned
+        print(f"genrun: sweep finished: {done} done, {f'{pruned} pruned, ' if pruned else ''}{len(failed)} failed "
+              f"({sweep_dir})", file=out)
         for job, status, error in failed:
             print(f"  {status}: {job.name} [{_overrides(job)}]: {error}", file=out)
         best = _best_line(sweep_dir)

@@ -60,7 +60,11 @@ def run_task(task: str, cfg):
     except Exception as err:
         mistake = user_error(err)
         message = str(mistake) if mistake else f"{type(err).__name__}: {err}"
-        write_metrics(run_dir, {"task": task, "status": "failed", "error": message})
+        status = getattr(mistake, "status", "failed")  # a search's pruned trial: recorded, not an error
+        write_metrics(run_dir, {"task": task, "status": status, "error": message})
+        if status != "failed":
+            print(f"genrun: {message}", file=sys.stderr)
+            return None
         if mistake is None and not sweeping:
             raise
         if mistake is None:  # a bug: keep the traceback in the job's log, and the sweep going

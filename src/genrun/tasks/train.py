@@ -27,8 +27,9 @@ def _prepare_ddp_children(task: str, run_dir: Path) -> None:
 
     if "LOCAL_RANK" in os.environ:
         return
+    # hydra.mode=RUN: a search trial's overrides name its recipe, which asks for a sweep; a worker is one job.
     args = [*_job_overrides(), f"hydra.run.dir='{run_dir}'", "hydra.output_subdir=null",
-            f"hydra.job.name={task}_ddp_worker"]
+            f"hydra.job.name={task}_ddp_worker", "hydra.mode=RUN"]
     os.environ[DDP_TASK_ENV] = task
     os.environ[DDP_ARGS_ENV] = json.dumps(args)
 
@@ -226,7 +227,9 @@ def run(cfg: DictConfig):
     from genrun.data.lightning import LightningData
     from genrun.families.base import EvalContext, SampleContext, SampleRequest
     from genrun.runs import CHECKPOINT_NAME, quiet_library_logs, write_metrics, write_run_file
+    from genrun.search.trial import search_callbacks
     from genrun.tasks.train_console import announce, summarise
+    from genrun.trackers import log_run_end
 
     started = time.monotonic()
     hydra_cfg = HydraConfig.get()
@@ -276,7 +279,8 @@ def run(cfg: DictConfig):
             "choices": {"model": choices.get("model"), "dataset": choices.get("dataset")}}
     has_validation = datamodule.has_validation()
     preemption = Preemption(checkpoint_dir / CHECKPOINT_NAME)
-    callbacks = [*_callbacks(cfg, has_validation), RunInfo(info), RNGState(int(cfg.seed)), preemption]
+    callbacks = [*_callbacks(cfg, has_validation), RunInfo(info), RNGState(int(cfg.seed)), preemption,
+                 *search_callbacks(cfg)]
     if cfg.trainer.get("enable_model_summary", True):
         # Lightning's plain summary logs its table (to train.log); the rich one would print it on the console.
         callbacks.append(ModelSummary(max_depth=1))
@@ -347,6 +351,7 @@ def run(cfg: DictConfig):
         files = pipeline.sample(request, SampleContext(out_dir=run_dir / "samples", device=device,
                                                        data_info=data_info, load_split=load_split))
     _log_to_tensorboard(trainer, config, metrics, files)
+    log_run_end(trainer, config, metrics, files)  # MLflow, W&B (genrun/trackers.py)
     write_metrics(run_dir, {"task": "train", "status": "completed", "metrics": metrics,
                             "epochs": trainer.current_epoch, "global_step": trainer.global_step, "data": data_info})
     summarise(title, metrics, data_info, run_dir, time.monotonic() - started, trainer)
