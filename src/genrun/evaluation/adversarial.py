@@ -168,7 +168,7 @@ class AttackReport:
     def metrics(self, prefix: str = "test") -> dict[str, float]:
         """Flat figures for metrics.json: `test/fgsm/acc_eps0.25`, `test/pgd_target3/target_rate_eps0.1`."""
         name = self.spec.name
-        out = {}
+        out = {f"{prefix}/{name}/acc_eps0": self.clean_accuracy}  # on the attacked images: the table's first row
         for row in self.rows:
             key = f"{prefix}/{name}/%s_eps{row.eps:g}"
             out[key % "acc"] = row.accuracy

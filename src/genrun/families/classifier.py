@@ -111,7 +111,8 @@ def evaluate(net: ConvClassifier, context: EvalContext, adversarial_eps: float =
         correct += (logits.argmax(1) == target).sum().item()
     metrics = {"test/acc": correct / len(x), "test/loss": loss / len(x), "test/n_images": float(len(x))}
     if spec is not None:
-        metrics |= _attack(net, x, y, spec, context, batch, adversarial_eps)
+        count = knobs.attack_images or len(x)
+        metrics |= _attack(net, x[:count], y[:count], spec, context, batch, adversarial_eps)
     return metrics
 
 
@@ -154,6 +155,7 @@ class ClassifierKnobs:
     target: int | None = knob(None, "evaluate: push every image towards this class (default: untargeted)")
     attack_steps: int | None = knob(None, f"evaluate: steps of bim/pgd (default {adversarial.DEFAULT_STEPS})")
     step_size: float | None = knob(None, "evaluate: each bim/pgd step in [0, 1] units (default 2.5*eps/steps)")
+    attack_images: int | None = knob(None, "evaluate: attack only the first N test images (default: all)")
 
     def __post_init__(self):
         if isinstance(self.eps, list):
@@ -165,10 +167,12 @@ class ClassifierKnobs:
         check_nrow(self.nrow)
         if self.attack is None:
             given = {k: v for k, v in (("eps", self.eps), ("target", self.target),
-                                       ("attack_steps", self.attack_steps), ("step_size", self.step_size))
+                                       ("attack_steps", self.attack_steps), ("step_size", self.step_size),
+                                       ("attack_images", self.attack_images))
                      if v is not None}
             if given:
                 key, value = next(iter(given.items()))
+                value = f"[{','.join(f'{v:g}' for v in value)}]" if isinstance(value, tuple) else value
                 raise GenrunError(f"{key}={value}: a setting of an attack; add attack=fgsm, bim or pgd")
             return
         adversarial.check_attack(self.attack)
@@ -181,6 +185,8 @@ class ClassifierKnobs:
                 raise GenrunError(f"{key}={value}: FGSM takes one step of eps; {key} is for attack=bim or pgd")
         if self.attack_steps is not None and self.attack_steps < 1:
             raise GenrunError(f"attack_steps={self.attack_steps}: must be at least 1")
+        if self.attack_images is not None and self.attack_images < 1:
+            raise GenrunError(f"attack_images={self.attack_images}: must be at least 1 (or null for all)")
         if self.step_size is not None and not 0 < self.step_size <= 1:
             raise GenrunError(f"step_size={self.step_size}: must be in (0, 1], the data's pixel range")
 
