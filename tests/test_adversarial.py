@@ -138,29 +138,30 @@ def test_adversarial_training_runs_through_the_real_trainer_and_resists_fgsm(cla
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=2, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                         num_sanity_val_steps=0)
-    trainer.fit(module, datamodule=LightningData(_Digits(*(t[:1000] for t in splits["train"]))))
+    trainer.fit(module, datamodule=LightningData(_Digits(*splits["train"])))
     assert {"train/adv_loss", "train/adv_acc", "train/clean_loss"} <= set(trainer.callback_metrics)
     assert module.pipeline().settings == {"adversarial_eps": 0.25}  # recorded in the checkpoint
     x, y = (t[:250] for t in splits["test"])
     spec = AttackSpec("fgsm", (0.25,))
     robust = run_attack(module.net, x, y, spec, "cpu")
-    plain = run_attack(classifier.net, x, y, spec, "cpu")  # same recipe and epochs on twice the images, clean
+    plain = run_attack(classifier.net, x, y, spec, "cpu")  # same recipe, images and epochs, clean objective
     assert robust.clean_accuracy > 0.8
-    assert robust.rows[0].accuracy > plain.rows[0].accuracy + 0.2, (robust.rows, plain.rows)
+    assert robust.rows[0].accuracy > plain.rows[0].accuracy + 0.2, (robust, plain)
 
 
 def test_genrun_evaluate_attack_writes_table_plot_picture_and_metrics(tmp_path, monkeypatch, capsys):
     """On a small checkpoint of the previous format (no adversarial setting recorded: trained on clean images)."""
     code, out, err = genrun_in_process(["evaluate", f"ckpt={FORMAT1 / 'classifier.ckpt'}", "attack=fgsm",
-                                        "eps=[0.1,0.3]"], tmp_path, monkeypatch, capsys)
+                                        "eps=[0.1,0.3]", "attack_images=200"], tmp_path, monkeypatch, capsys)
     assert code == 0, err
     (run,) = (tmp_path / "outputs" / "evaluate").glob("*/*")
     metrics = read_metrics(run)["metrics"]
-    assert {"test/acc", "test/fgsm/acc_eps0.1", "test/fgsm/acc_eps0.3", "test/fgsm/n_images"} <= set(metrics)
-    assert max(metrics["test/fgsm/acc_eps0.1"], metrics["test/fgsm/acc_eps0.3"]) <= metrics["test/acc"]
+    assert {"test/acc", "test/fgsm/acc_eps0.1", "test/fgsm/acc_eps0.3"} <= set(metrics)
+    assert metrics["test/fgsm/n_images"] == 200 and metrics["test/n_images"] == 500  # clean: the whole split
+    assert max(metrics["test/fgsm/acc_eps0.1"], metrics["test/fgsm/acc_eps0.3"]) <= metrics["test/fgsm/acc_eps0"]
     assert {"attack_fgsm_accuracy.png", "attack_fgsm_examples.png"} <= {p.name for p in run.iterdir()}
     table = " ".join(out.split())
-    assert "FGSM, untargeted: trained on clean images, 500 validation images" in table
+    assert "FGSM, untargeted: trained on clean images, 200 validation images" in table
     assert "0 (clean)" in table and "val/fgsm/acc_eps0.3" in table
 
 
@@ -171,6 +172,8 @@ def test_genrun_evaluate_attack_writes_table_plot_picture_and_metrics(tmp_path, 
     (["eps=0.1"], "eps=[0.1]: a setting of an attack; add attack=fgsm, bim or pgd"),
     (["attack=fgsm", "attack_steps=5"], "attack_steps=5: FGSM takes one step of eps"),
     (["attack=pgd", "target=10"], "target=10: this classifier has classes 0 to 9"),
+    (["attack=fgsm", "attack_images=0"], "attack_images=0: must be at least 1"),
+    (["attack=pgd", "batch_size=50", "max_minutes=0.0001"], "on 500 test images: ~"),
 ])
 def test_bad_attack_settings_are_one_line_errors(args, message, tmp_path, monkeypatch, capsys):
     code, _out, err = genrun_in_process(["evaluate", f"ckpt={FORMAT1 / 'classifier.ckpt'}", *args], tmp_path,
