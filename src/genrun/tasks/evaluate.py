@@ -7,6 +7,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from genrun.errors import GenrunError
+
 SETTING_KEYS = ("num_samples", "batch_size", "temperature", "seed", "image_metrics", "inception_weights")
 
 
@@ -44,6 +46,8 @@ def _where(tb_dir: Path, out_dir: Path) -> str:
 
 
 def run(cfg: DictConfig):
+    from dataclasses import fields
+
     import torch
     from hydra.core.hydra_config import HydraConfig
 
@@ -57,8 +61,11 @@ def run(cfg: DictConfig):
     choices = HydraConfig.get().runtime.choices
     out_dir = Path(cfg.paths.run_dir)
     loaded = load_model(cfg, choices)
-    knobs = parse_knobs(type(loaded.pipeline).Knobs, knob_values(cfg, "evaluate"), model_name(loaded),
-                        task_settings("evaluate"))
+    values = knob_values(cfg, "evaluate")
+    if "attack" in values and "attack" not in {f.name for f in fields(type(loaded.pipeline).Knobs)}:
+        raise GenrunError(f"attack={values['attack']}: adversarial attacks need a model=classifier checkpoint; "
+                          f"{loaded.path} is a {model_name(loaded)} run ({type(loaded.pipeline).__name__})")
+    knobs = parse_knobs(type(loaded.pipeline).Knobs, values, model_name(loaded), task_settings("evaluate"))
     say_which(loaded)
     torch.manual_seed(int(cfg.seed))
     context = EvalContext(out_dir=out_dir, device=pick_device(str(cfg.get("device", "auto"))),
