@@ -57,7 +57,14 @@ def model_config(data_info: dict) -> dict:
 
     model = OmegaConf.load(config_dir() / "model" / "classifier.yaml")
     shape = {k: int(data_info[k]) for k in ("channels", "image_size", "num_classes")}
-    return OmegaConf.to_container(OmegaConf.create({"model": model, "dataset": shape}).model, resolve=True)
+    config = OmegaConf.to_container(OmegaConf.create({"model": model, "dataset": shape}).model, resolve=True)
+    if not config.get("adversarial", {}).get("eps"):
+        # Adversarial training off trains exactly as before the option existed: the same recipe, so the same
+        # cache key, and classifiers cached then stay valid.
+        config.pop("adversarial", None)
+        for key in ("adversarial_eps", "adversarial_alpha"):
+            config["module"].pop(key, None)
+    return config
 
 
 class _Tensors(InMemoryDataModule):
