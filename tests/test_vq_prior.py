@@ -136,7 +136,7 @@ def test_two_stage_sampling_from_the_checkpoint_without_lightning(runs):
     result = check_ok(subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                                      env={"GENRUN_OUTPUT_DIR": str(root / "outputs"), "PATH": "",
                                           **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}))
-    assert "label=1: this prior is not class-conditional" in result.stderr
+    assert "label=1: this model is not class-conditional" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     [drawn] = [run for run in run_dirs(root, "sample") if (run / "samples.npy").is_file()]
     samples = np.load(drawn / "samples.npy")

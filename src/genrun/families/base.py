@@ -98,3 +98,15 @@ def check_path(steps: int, interpolation: str) -> None:
         raise GenrunError(f"steps={steps}: an interpolation needs at least 2 steps (its two ends)")
     if interpolation not in INTERPOLATIONS:
         raise GenrunError(f"interpolation={interpolation}: choose {' or '.join(INTERPOLATIONS)}")
+
+
+def labels_for(label: int | None, classes: int, n: int) -> torch.Tensor | None:
+    """`n` copies of the class `label` asked for at sampling (None: no label asked), checked against the
+    model's number of classes (0: not class-conditional)."""
+    if label is None:
+        return None
+    if not classes:
+        raise GenrunError(f"label={label}: this model is not class-conditional (train with model.num_classes)")
+    if not 0 <= label < classes:
+        raise GenrunError(f"label={label}: this model has classes 0..{classes - 1}")
+    return torch.full((n,), label, dtype=torch.long)

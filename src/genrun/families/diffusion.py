@@ -19,7 +19,7 @@ from torch import nn
 
 from genrun import figures
 from genrun.errors import GenrunError
-from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode, check_nrow
+from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode, check_nrow, labels_for
 from genrun.nets.base import Net
 from genrun.nets.checks import require_positive
 from genrun.pipeline import Pipeline, knob
@@ -199,11 +199,7 @@ class DiffusionPipeline(Pipeline):
             if guidance != 1.0 and not classes:
                 raise GenrunError(f"guidance={guidance:g}: this model is not class-conditional (model.num_classes=0)")
             return None
-        if not classes:
-            raise GenrunError(f"label={label}: this model is not class-conditional (train with model.num_classes)")
-        if not 0 <= label < classes:
-            raise GenrunError(f"label={label}: this model has classes 0..{classes - 1}")
-        return torch.full((n,), label, dtype=torch.long)
+        return labels_for(label, classes, n)
 
     def scheduler(self, knobs):
         if knobs.steps > self.schedule.steps:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from genrun import figures
 from genrun.errors import GenrunError
-from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode, check_nrow
+from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode, check_nrow, labels_for
 from genrun.metrics.likelihood import bits_per_dim
 from genrun.nets.pixelcnn import GatedPixelCNN
 from genrun.pipeline import Pipeline, knob
@@ -113,14 +113,7 @@ class PixelCNNPipeline(Pipeline):
 
     def labels_for(self, label: int | None, n: int) -> torch.Tensor | None:
         """Every sample's class when `label` is given (None: unconditional draws)."""
-        classes = self.net.num_classes
-        if label is None:
-            return None
-        if not classes:
-            raise GenrunError(f"label={label}: this model is not class-conditional (train with model.num_classes)")
-        if not 0 <= label < classes:
-            raise GenrunError(f"label={label}: this model has classes 0..{classes - 1}")
-        return torch.full((n,), label, dtype=torch.long)
+        return labels_for(label, self.net.num_classes, n)
 
     def grids(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None,
               labels: torch.Tensor | None = None, sampler: str = "cached", known: torch.Tensor | None = None,

@@ -20,7 +20,7 @@ from torch import nn
 
 from genrun import figures
 from genrun.errors import GenrunError
-from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode, check_nrow
+from genrun.families.base import EvalContext, SampleContext, SampleRequest, check_mode, check_nrow, labels_for
 from genrun.pipeline import Pipeline, knob
 from genrun.sampling.filters import next_token
 from genrun.streaming import BATCH, SamplePlan, leading, whole_rows, write_samples
@@ -123,11 +123,7 @@ class VQPriorPipeline(Pipeline):
     def labels(self, label: int | None, n: int) -> torch.Tensor | None:
         """Every sample's class: None (unconditional), `label`, or the classes in turn."""
         if label is not None:
-            if not self.num_classes:
-                raise GenrunError(f"label={label}: this prior is not class-conditional (train with model.num_classes)")
-            if not 0 <= label < self.num_classes:
-                raise GenrunError(f"label={label}: this prior has classes 0..{self.num_classes - 1}")
-            return torch.full((n,), label, dtype=torch.long)
+            return labels_for(label, self.num_classes, n)
         return torch.arange(n) % self.num_classes if self.num_classes else None
 
     @torch.no_grad()

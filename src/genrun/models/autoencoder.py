@@ -45,12 +45,7 @@ class AutoencoderModule(GenrunModule):
         x = batch[0]
         terms = elbo_terms(self.net, x, self.beta)
         scalars = {f"{stage}/{name}": terms[name] for name in ("loss", "recon", "kl", "neg_elbo")}
-        if stage == "train":
-            self.train_scalars.update(self, scalars, len(x))
-        else:
-            for name, value in scalars.items():
-                self.log(name, value, on_epoch=True, prog_bar=name.endswith("/loss"), batch_size=len(x),
-                         sync_dist=True)
+        self.log_stage(stage, scalars, len(x))
         return terms
 
     def training_step(self, batch, batch_idx):

@@ -102,6 +102,16 @@ class GenrunModule(LeanLightningModule):
     def on_train_epoch_end(self) -> None:
         self.train_scalars.log_epoch(self)
 
+    def log_stage(self, stage: str, scalars: dict, batch_size: int) -> None:
+        """A step's scalars: training ones into the per-step and batch-weighted epoch logs, validation and test
+        ones as epoch means (the `.../loss` in the progress bar)."""
+        if stage == "train":
+            self.train_scalars.update(self, scalars, batch_size)
+            return
+        for name, value in scalars.items():
+            self.log(name, value, on_epoch=True, prog_bar=name.endswith("/loss"), batch_size=batch_size,
+                     sync_dist=True)
+
     def log_images(self, tag: str, images: torch.Tensor, nrow: int | None = None) -> None:
         """An image grid on TensorBoard at the current global step (the axis every scalar uses)."""
         experiment = getattr(self.logger, "experiment", None)

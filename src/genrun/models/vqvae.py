@@ -40,12 +40,7 @@ class VQVAEModule(GenrunModule):
         counts = self._counts[stage]
         self._counts[stage] = q.counts.detach() if counts is None else counts + q.counts.detach()
         scalars = {f"{stage}/loss": loss, f"{stage}/recon": recon, f"{stage}/commitment": q.commitment}
-        if stage == "train":
-            self.train_scalars.update(self, scalars, len(x))
-        else:
-            for name, value in scalars.items():
-                self.log(name, value, on_epoch=True, prog_bar=name.endswith("/loss"), batch_size=len(x),
-                         sync_dist=True)
+        self.log_stage(stage, scalars, len(x))
         return loss
 
     def training_step(self, batch, batch_idx):

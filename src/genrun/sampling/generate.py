@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import torch
 
 from genrun.sampling.decoders import decoder_for
 from genrun.sampling.filters import next_token
-
-
-@contextmanager
-def _one_cpu_thread(device: torch.device):
-    """Per-token work is too small to share among CPU threads; on a busy machine extra threads only spin."""
-    if device.type != "cpu":
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+from genrun.sampling.threads import one_cpu_thread
 
 
 @torch.no_grad()
@@ -37,7 +23,7 @@ def generate_stream(net, prompt: torch.Tensor, max_new_tokens: int, temperature:
     was_training = net.training
     net.eval()
     decoder = decoder_for(net, prompt.shape[0], use_cache)
-    with _one_cpu_thread(prompt.device):
+    with one_cpu_thread(prompt.device):
         try:
             logits = decoder.prefill(prompt)
             for i in range(max_new_tokens):

@@ -15,13 +15,14 @@ conditions on its top half. Images are drawn `batch_size` at a time, so memory d
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 import torch
 
 from genrun.errors import GenrunError
 from genrun.progress import bar
 from genrun.sampling.filters import next_token
+from genrun.sampling.threads import one_cpu_thread
 
 METHODS = ("cached", "naive")
 
@@ -31,20 +32,6 @@ def draw(logits: torch.Tensor, temperature: float, generator: torch.Generator | 
     if generator is not None and generator.device != logits.device:
         return next_token(logits.float().to(generator.device), temperature, None, None, generator).to(logits.device)
     return next_token(logits.float(), temperature, None, None, generator)
-
-
-@contextmanager
-def one_cpu_thread(device: torch.device):
-    """A pixel's work is too small to share among CPU threads; on a busy machine extra threads only spin."""
-    if device.type != "cpu":
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @torch.no_grad()
