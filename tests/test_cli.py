@@ -109,3 +109,16 @@ def test_bad_values_of_the_right_type_name_the_key_in_one_line(workdir):
     process, in test_building.py)."""
     line = _one_line_error(run_genrun(["train", MINI, "debug=fast_dev_run", "trainer.precision=bogus"], workdir))
     assert line.startswith("genrun: error: trainer.precision='bogus': ")
+
+
+def test_a_model_knob_given_at_the_top_level_is_that_knob_and_an_unknown_key_is_still_refused(workdir, monkeypatch,
+                                                                                              capsys):
+    """`genrun train model=fast_style style=FILE` (the issue's spelling) means model.style=FILE."""
+    from conftest import genrun_in_process
+
+    code, out, err = genrun_in_process(["train", "model=fast_style", "style=china", "dataset=photo_crops",
+                                        "--cfg", "job"], workdir, monkeypatch, capsys)
+    assert code == 0, err
+    assert "style: china" in out.split("module:")[0]
+    code, _out, err = genrun_in_process(["train", "model=vae", "style=china"], workdir, monkeypatch, capsys)
+    assert code == 1 and "unknown key 'style'" in err

@@ -157,7 +157,7 @@ def _main(argv: list[str] | None) -> int:
 
             return report_main(args)
     from genrun.errors import GenrunError
-    from genrun.overrides import check_overrides, knob_overrides
+    from genrun.overrides import check_overrides, knob_overrides, model_knob_overrides
     from genrun.resume import resume_overrides
 
     flags, overrides = split_args(args)
@@ -179,6 +179,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         config_dir = _config_dir(flags)
         if not child and task == "train":
+            overrides = model_knob_overrides(overrides)
             overrides, resumed = resume_overrides(overrides, multirun=multirun, config_dir=config_dir)
         if not child and task in ("sample", "evaluate"):
             overrides = knob_overrides(task, overrides)

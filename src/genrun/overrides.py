@@ -543,3 +543,25 @@ def knob_overrides(task: str, overrides: list[str]) -> list[str]:
         else:
             rewritten.append(f"+{text}" if plain and top not in known else text)
     return rewritten
+
+
+def model_knob_overrides(overrides: list[str]) -> list[str]:
+    """`genrun train model=fast_style style=FILE`: a plain top-level key that the train config does not define
+    but the chosen model's config does (its knobs sit at the top of configs/model/NAME.yaml) means that knob,
+    `model.style=FILE`. Any other unknown key is left for the override check to refuse."""
+    from omegaconf import OmegaConf
+
+    known = task_keys("train")
+    parsed = _parse(overrides)
+    model = next((o.value() for o in parsed if o.key_or_group == "model" and o.type.name == "CHANGE"
+                  and isinstance(o.value(), str)), None)
+    path = packaged_config_dir() / "model" / f"{model}.yaml"
+    if model is None or not path.is_file():
+        return overrides
+    knobs = {key for key in OmegaConf.load(path) if key not in ("defaults", "module")}
+    rewritten = []
+    for text, override in zip(overrides, parsed, strict=True):
+        key = override.key_or_group
+        plain = override.type.name == "CHANGE" and override.package is None and "." not in key and "/" not in key
+        rewritten.append(f"model.{text}" if plain and key not in known and key in knobs else text)
+    return rewritten
