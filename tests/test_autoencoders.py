@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import MINI, check_ok, read_metrics, run_dirs, run_genrun
@@ -134,6 +135,7 @@ def test_evaluate_reports_iwae_likelihood(trained_vae):
     assert "nll_iwae" in result.stdout
 
 
+@pytest.mark.slow  # a whole training process under bf16; kept out of the 10-minute suite
 def test_mixed_precision_with_gradient_clipping_trains(workdir):
     """bf16 autocast plus Trainer clipping: genrun must not pick the fused Adam that Lightning cannot clip for,
     and an explicit `fused=true` there is refused in one line naming the key."""

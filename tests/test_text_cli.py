@@ -128,6 +128,7 @@ def _weights(run_dir):
     return load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
 
 
+@pytest.mark.slow  # exact mid-epoch resume is in the suite through test_runs and test_distributed's preemption
 def test_char_lstm_resumes_mid_epoch_exactly_with_its_carried_state(workdir):
     corpus = workdir / "corpus.txt"
     corpus.write_text("".join(f"line {i}: the quick brown fox\n" for i in range(12)))  # ~ 4 batches per epoch
