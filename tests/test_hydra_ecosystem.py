@@ -57,7 +57,7 @@ def test_joblib_launcher_runs_the_jobs_of_a_sweep_in_parallel_processes(workdir)
 def test_a_plugin_that_is_not_installed_is_one_line_naming_the_package(workdir, monkeypatch, capsys, override,
                                                                        module, package):
     if _has_plugin(module):
-        pytest.skip(f"{package} is installed here")
+        pytest.skip(f"{package} is installed here, so its missing-plugin message cannot show (dev installs neither)")
     line = _one_line(*genrun_in_process(["train", "-m", override, "seed=0,1"], workdir, monkeypatch, capsys)[::2])
     assert f"{override}: not installed; pip install {package}" in line
 

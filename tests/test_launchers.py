@@ -56,7 +56,6 @@ def test_joblib_runs_two_jobs_side_by_side_each_with_its_share_of_the_cores(work
 @pytest.mark.slow
 def test_submitit_local_runs_a_two_task_ddp_job_in_one_run_directory(workdir):
     """Two submitit tasks, each a whole genrun process: one DDP job (world size 2, gloo on CPU)."""
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     check_ok(run_genrun(["train", "-m", "hydra/launcher=submitit_local", "trainer.devices=2", "trainer.strategy=ddp",
                          *TINY_GAN], workdir, timeout=500))
     [job] = _sweep_jobs(workdir)  # both tasks trained in the job's one directory
@@ -71,7 +70,6 @@ def test_submitit_local_runs_a_two_task_ddp_job_in_one_run_directory(workdir):
 
 
 def test_the_submitit_launchers_take_their_layout_from_the_trainer():
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     cfg = _composed("hydra/launcher=submitit_slurm", "trainer.devices=4", "trainer.num_nodes=2")
     launcher = cfg.hydra.launcher
     assert (launcher.tasks_per_node, launcher.nodes, launcher.gpus_per_node) == (4, 2, 4)

@@ -6,11 +6,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import mlflow  # in the dev extra: a missing mlflow fails here, it does not skip
 import pytest
 
 from conftest import genrun_in_process
-
-mlflow = pytest.importorskip("mlflow")
 
 # A GAN on 256 generated points for two one-batch epochs: scalars at two validations, a sample picture.
 TINY = ["train", "model=gan", "dataset=toy2d", "dataset.n_train=256", "dataset.n_val=128", "dataset.n_test=128",
@@ -76,7 +75,7 @@ def test_a_tracker_whose_package_is_missing_is_one_line_naming_the_extra(workdir
 @pytest.mark.slow
 def test_wandb_offline_keeps_scalars_config_and_samples_in_the_run_directory(workdir, monkeypatch, capsys):
     """Runs where wandb is installed (it is not in the dev extra: a 20 MB wheel with a service binary)."""
-    pytest.importorskip("wandb")
+    pytest.importorskip("wandb", reason="wandb is an optional extra (genrun[wandb]), not in dev")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(workdir / "no-netrc"))  # no key anywhere: offline, no network needed
     monkeypatch.setenv("WANDB_SILENT", "true")
