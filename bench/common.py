@@ -51,3 +51,20 @@ def write_result(name: str, markdown: str) -> Path:
     path.write_text(markdown)
     print(markdown)
     return path
+
+
+def throughput_table(ours: list[float], plain: list[float], fused: list[float], target: float = 0.95) -> str:
+    """The per-round table, medians and the two ratios of a genrun-against-plain-loop throughput benchmark."""
+    import statistics
+
+    med = {name: statistics.median(v) for name, v in (("genrun", ours), ("plain", plain), ("fused", fused))}
+    rows = "".join(f"| {i} | {a:.1f} | {b:.1f} | {c:.1f} |\n" for i, (a, b, c) in enumerate(zip(ours, plain, fused,
+                                                                                                strict=True)))
+    return f"""| round | genrun (images/s) | plain loop, default Adam | plain loop, fused Adam |
+|---|---|---|---|
+{rows}
+Medians: genrun {med['genrun']:.1f}, plain {med['plain']:.1f}, plain with fused Adam {med['fused']:.1f} images/s.
+
+- **genrun / plain loop: {med['genrun'] / med['plain']:.3f}** (target ≥ {target}).
+- genrun / plain loop with the same fused Adam: {med['genrun'] / med['fused']:.3f} (like for like).
+"""

@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 
-from common import BENCH, RUNS, genrun, machine, write_result
+from common import BENCH, RUNS, genrun, machine, throughput_table, write_result
 
 GENRUN_ARGS = ["train", "model=ddpm", "dataset.source=mini", "dataset.val_fraction=0", "dataset.batch_size=128",
                "test=false", "trainer.accelerator=cpu", "num_samples=0"]
@@ -39,23 +38,13 @@ def main(epochs: int = 2, rounds: int = 2) -> None:
                     ["perf/train_images_per_sec"])
         reference.append(plain(epochs))
         fused.append(plain(epochs, "--fused"))
-    med = {name: statistics.median(v) for name, v in (("genrun", ours), ("plain", reference), ("fused", fused))}
-    rows = "".join(f"| {i} | {a:.1f} | {b:.1f} | {c:.1f} |\n"
-                   for i, (a, b, c) in enumerate(zip(ours, reference, fused, strict=True)))
     write_result("ddpm_throughput", f"""# DDPM training throughput: genrun vs a plain PyTorch loop
 
 Command: `.venv/bin/python bench/ddpm_throughput.py {epochs} {rounds}` ({epochs} epochs of 40 batches of 128,
 the first not timed; the default U-Net of configs/model/ddpm.yaml on both sides)
 Machine: `{json.dumps(machine())}`, load average before the run: {load}
 
-| round | genrun (images/s) | plain loop, default Adam | plain loop, fused Adam |
-|---|---|---|---|
-{rows}
-Medians: genrun {med['genrun']:.1f}, plain {med['plain']:.1f}, plain with fused Adam {med['fused']:.1f} images/s.
-
-- **genrun / plain loop: {med['genrun'] / med['plain']:.3f}** (target ≥ 0.95).
-- genrun / plain loop with the same fused Adam: {med['genrun'] / med['fused']:.3f} (like for like).
-""")
+{throughput_table(ours, reference, fused)}""")
 
 
 if __name__ == "__main__":
