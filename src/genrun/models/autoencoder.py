@@ -20,6 +20,7 @@ class AutoencoderModule(GenrunModule):
     """
 
     ema_of = "net"
+    compiled_step = "_terms"
 
     def __init__(self, net: Autoencoder, optimizer: Callable, scheduler: Callable | None = None,
                  beta: float = 1.0, iwae_k: int = 100, num_log_images: int = 64, ema: bool = False,
@@ -41,9 +42,12 @@ class AutoencoderModule(GenrunModule):
 
         return AutoencoderPipeline({"net": self.averaged("net")}, data_info=data_info)
 
+    def _terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return elbo_terms(self.net, x, self.beta)
+
     def _step(self, batch, stage: str) -> dict[str, torch.Tensor]:
         x = batch[0]
-        terms = elbo_terms(self.net, x, self.beta)
+        terms = self._terms(x)
         scalars = {f"{stage}/{name}": terms[name] for name in ("loss", "recon", "kl", "neg_elbo")}
         self.log_stage(stage, scalars, len(x))
         return terms

@@ -23,6 +23,8 @@ class GenrunModule(LeanLightningModule):
     """Base of genrun's LightningModules; `ema_of` names the component whose weights are averaged."""
 
     ema_of: str | None = None
+    # The method that computes a step's loss from a batch, without logging: what model.compile=true compiles.
+    compiled_step: str | None = None
     # What each optimiser steers, in configure_optimizers' order: learning rates are logged as lr/<name>.
     optimizer_names: tuple[str, ...] = ("model",)
 
@@ -83,6 +85,17 @@ class GenrunModule(LeanLightningModule):
         if self.automatic_optimization and self.trainer.global_step != self._ema_seen_step:
             self._ema_seen_step = self.trainer.global_step
             self.update_ema()
+
+    # --- torch.compile -------------------------------------------------------------------------------------------
+
+    def compile_training(self, **options) -> None:
+        """model.compile=true: the loss computation of every step through torch.compile (`options` are its
+        keyword arguments). Only that method is replaced, on this instance: the components, their checkpoints
+        and the sampling pipelines stay eager, so nothing saved depends on it and sampling never recompiles."""
+        if self.compiled_step is None:
+            raise GenrunError(f"model.compile=true: {type(self).__name__} has no compiled training step; "
+                              "leave model.compile=false")
+        setattr(self, self.compiled_step, torch.compile(getattr(self, self.compiled_step), **options))
 
     # --- optimisers --------------------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from genrun.models.base import GenrunModule
 
 class DDPMModule(GenrunModule):
     ema_of = "unet"
+    compiled_step = "_loss"
 
     def __init__(self, unet: UNet, optimizer: Callable, scheduler: Callable | None = None, timesteps: int = 1000,
                  schedule: str = "linear", prediction: str = "eps", cond_drop: float = 0.1, ema: bool = True,

@@ -42,6 +42,7 @@ class LanguageModelModule(GenrunModule):
     """Trains a net mapping token ids (B×T) to next-token logits: a GPT, or a recurrent net with a state."""
 
     ema_of = "net"
+    compiled_step = "_loss"
 
     def __init__(self, net: torch.nn.Module, optimizer: Callable, scheduler: Callable | None = None,
                  weight_decay: float = 0.0, grad_clip: float | None = 1.0, carry_state: bool = False,

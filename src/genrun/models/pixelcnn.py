@@ -24,6 +24,7 @@ from genrun.nets.pixelcnn import GatedPixelCNN
 
 class PixelCNNModule(GenrunModule):
     ema_of = "net"
+    compiled_step = "_nll"
 
     def __init__(self, net: Callable[..., GatedPixelCNN], optimizer: Callable, image_size: int,
                  scheduler: Callable | None = None, levels: int = 256, binarize: bool = False,

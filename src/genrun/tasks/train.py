@@ -144,6 +144,8 @@ def check_run_settings(cfg: DictConfig) -> None:
         raise GenrunError(f"temperature={cfg.temperature}: must be non-negative")
     if cfg.get("threads") is not None and int(cfg.threads) < 1:
         raise GenrunError(f"threads={cfg.threads}: must be at least 1 (or null for torch's default)")
+    if cfg.model.get("compile", False) not in (True, False):
+        raise GenrunError(f"model.compile={cfg.model.compile!r}: must be true or false")
     from genrun.budget import check_max_minutes
 
     check_max_minutes(cfg.get("max_minutes"))
@@ -264,6 +266,8 @@ def run(cfg: DictConfig):
     data_info = datamodule.info()
     fill_from_data(cfg, data_info)
     model = build(cfg.model.module, "model.module")
+    if cfg.model.get("compile", False):
+        model.compile_training()
     if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val"):
         raise GenrunError("trainer.gradient_clip_val does not apply to models that step their own optimisers "
                           f"(model={choices.get('model')}); clip with model.clip_grad_norm=... instead")
