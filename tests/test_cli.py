@@ -122,3 +122,13 @@ def test_a_model_knob_given_at_the_top_level_is_that_knob_and_an_unknown_key_is_
     assert "style: china" in out.split("module:")[0]
     code, _out, err = genrun_in_process(["train", "model=vae", "style=china"], workdir, monkeypatch, capsys)
     assert code == 1 and "unknown key 'style'" in err
+
+
+def test_a_config_group_set_to_null_is_one_line_naming_it(workdir, monkeypatch, capsys):
+    """Hydra refuses `model=null` with a ValueError of its own: still one line, naming the override."""
+    from conftest import genrun_in_process
+
+    code, _out, err = genrun_in_process(["train", "model=null"], workdir, monkeypatch, capsys)
+    assert code == 1
+    assert err.strip() == ("genrun: error: model=null: a config group needs one of its choices "
+                           "(genrun --help lists them)")

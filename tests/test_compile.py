@@ -10,9 +10,9 @@ import copy
 
 import pytest
 import torch
-from conftest import genrun_in_process, read_metrics, run_dirs
 from hydra.utils import instantiate
 
+from conftest import genrun_in_process, read_metrics, run_dirs
 from genrun.errors import GenrunError
 from genrun.models.gan import GANModule
 from genrun.overrides import compose_task

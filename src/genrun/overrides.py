@@ -121,6 +121,12 @@ def _load(loader, name: str, overrides: list[str], run_mode, opened: set[str]):
             if key is None or key in opened:
                 raise GenrunError(_explain(err, lines)) from None
             opened.add(key)
+        except ValueError:  # Hydra's own check of a group choice: `model=null`
+            culprit = next((line for line in lines if line.split("=", 1)[-1] in ("null", "")), None)
+            if culprit is None:
+                raise
+            raise GenrunError(f"{culprit}: a config group needs one of its choices (genrun --help lists "
+                              "them)") from None
     raise AssertionError("unreachable: each attempt opens one more key")
 
 
