@@ -92,8 +92,8 @@ def main(rounds: int = 2, gpt_steps: int = 600) -> None:
 Command: `.venv/bin/python bench/compile_speed.py {rounds} {gpt_steps}` ({rounds} rounds, the settings in turn)
 Machine: `{json.dumps(machine())}`, load average before the run: {load}
 
-- GPT: `genrun train experiment=gpt_shakespeare_cpu trainer.max_steps={gpt_steps}` (nanoGPT's CPU size, batch 12,
-  context 64), one full validation at the end.
+- GPT: `genrun train experiment=gpt_shakespeare_cpu trainer.max_steps={gpt_steps}` (the recipe's GPT:
+  4 layers, 64 dims, batch 32, context 64), one full validation at the end.
 - VAE: `genrun train experiment=vae_mnist dataset.source=mini test=false` (MLP VAE, 10 epochs of the 4,500
   bundled training digits, batch 128).
 
