@@ -230,3 +230,17 @@ def test_sample_directories_name_the_mode(tmp_path, monkeypatch, capsys):
     assert set(runs) == {"prior", "arithmetic"}
     assert (runs["prior"] / "prior.png").is_file() and (runs["arithmetic"] / "arithmetic.png").is_file()
     assert (runs["prior"] / "samples.npy").is_file() and not list(tmp_path.rglob("samples.png"))
+
+
+def test_a_run_placed_anywhere_is_titled_by_its_recorded_model(tmp_path):
+    """Titles name the run's model and dataset from its run.json, not from a folder a user chose with
+    hydra.run.dir (a folder named `.runs` once titled a DDPM's class rows)."""
+    from genrun.runs import write_run_file
+
+    run = tmp_path / "anywhere" / "my_sampling"
+    write_run_file(run, "ddpm", "mnist", "sample")
+    title, subtitle = figures.headline(run, "prior", "64 samples", guidance=2.0)
+    assert title == "ddpm_mnist · mode=prior: 64 samples"
+    assert subtitle == "run my_sampling · guidance=2"
+    plain = tmp_path / "outputs" / "sample" / "vae_mnist" / "2026-12-01_10-00-00"
+    assert figures.headline(plain, None, "x")[0] == "vae_mnist: x"  # no run.json: the folder's name

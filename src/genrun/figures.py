@@ -149,8 +149,18 @@ def save(image, path: Path) -> Path:
 def run_name(out_dir: Path) -> tuple[str, str]:
     """(`<model>_<dataset>`, run id) of the run a picture belongs to, from its directory (a training run's
     end-of-run samples sit in its `samples/` folder)."""
+    import json
+
+    from genrun.runs import RUN_FILE
+
     out_dir = Path(out_dir)
     run = out_dir.parent if out_dir.name == "samples" else out_dir
+    try:  # what the run recorded, so a run placed anywhere (hydra.run.dir=...) is still named by its model
+        recorded = json.loads((run / RUN_FILE).read_text())
+        if recorded.get("model"):
+            return "_".join(str(recorded[k]) for k in ("model", "dataset") if recorded.get(k)), run.name
+    except (OSError, ValueError, AttributeError):
+        pass
     return run.parent.name or "run", run.name
 
 

@@ -54,13 +54,15 @@ def run(cfg: DictConfig):
     from genrun.evaluation.run_tensorboard import log_evaluation
     from genrun.families.base import EvalContext
     from genrun.pipeline import parse_knobs
-    from genrun.runs import print_summary, summary_metrics, test_is_validation, write_metrics
+    from genrun.runs import print_summary, summary_metrics, test_is_validation, write_metrics, write_run_file
     from genrun.tasks.loading import load_model, pick_device, say_which, split_loader
     from genrun.tasks.sample import knob_values, model_name, task_settings
 
     choices = HydraConfig.get().runtime.choices
     out_dir = Path(cfg.paths.run_dir)
     loaded = load_model(cfg, choices)
+    if not (out_dir / "run.json").exists():  # names the model for titles; never rewrites a training run's
+        write_run_file(out_dir, loaded.choices.get("model"), loaded.choices.get("dataset"), "evaluate")
     values = knob_values(cfg, "evaluate")
     if "attack" in values and "attack" not in {f.name for f in fields(type(loaded.pipeline).Knobs)}:
         raise GenrunError(f"attack={values['attack']}: adversarial attacks need a model=classifier checkpoint; "

@@ -64,12 +64,14 @@ def run(cfg: DictConfig):
     from hydra.core.hydra_config import HydraConfig
 
     from genrun.families.base import SampleContext
-    from genrun.runs import write_metrics
+    from genrun.runs import write_metrics, write_run_file
     from genrun.tasks.loading import load_model, pick_device, say_which, split_loader
 
     choices = HydraConfig.get().runtime.choices
     out_dir = Path(cfg.paths.run_dir)
     loaded = load_model(cfg, choices)
+    if not (out_dir / "run.json").exists():  # names the model for titles; never rewrites a training run's
+        write_run_file(out_dir, loaded.choices.get("model"), loaded.choices.get("dataset"), "sample")
     request = request_for(cfg, loaded.pipeline, model_name(loaded))
     say_which(loaded)
     torch.manual_seed(request.seed)
