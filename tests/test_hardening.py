@@ -163,8 +163,10 @@ def _interrupt_when(pattern: str, root: Path, args: list[str]) -> subprocess.Com
 
     env = {**os.environ, "GENRUN_DATA_DIR": str(root / "data"), "PYTHONUNBUFFERED": "1"}
     env.pop("GENRUN_OUTPUT_DIR", None)
+    # A suite started in the background of a non-interactive shell inherits SIGINT ignored; the child must
+    # hear Ctrl-C as a terminal user's genrun does.
     process = subprocess.Popen([*GENRUN, *args], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list(root.glob(pattern)) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.02)
