@@ -171,7 +171,12 @@ def _interrupt_when(pattern: str, root: Path, args: list[str]) -> subprocess.Com
     while not list(root.glob(pattern)) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.02)
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    try:
+        out, err = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()  # a hung run must not outlive its test (it trains without end)
+        process.communicate()
+        raise
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
