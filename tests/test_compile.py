@@ -62,7 +62,7 @@ def test_compiled_loss_equals_the_eager_one_and_changes_nothing_saved(build):
     got, want = loss(compiled), loss(eager)
     torch.testing.assert_close(got, want)
     got.backward()
-    assert all(p.grad is not None for p in compiled.parameters() if p.requires_grad and p.grad is not None)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in compiled.parameters())  # gradients flow
     assert list(compiled.state_dict()) == keys  # checkpoints do not depend on the setting
     assert not any(name.startswith("_orig_mod") or "._orig_mod" in name for name in keys)
 
