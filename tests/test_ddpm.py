@@ -13,7 +13,7 @@ from conftest import MINI, genrun_in_process, run_dirs
 from genrun.data.base import InMemoryDataModule
 from genrun.data.lightning import LightningData
 from genrun.errors import GenrunError
-from genrun.families.diffusion import DiffusionKnobs, DiffusionPipeline, UNet
+from genrun.families.diffusion import CPU_SLICE, DiffusionKnobs, DiffusionPipeline, UNet
 from genrun.models.ddpm import DDPMModule
 
 TINY = {"base_width": 8, "channel_mults": [1, 2], "attention_levels": [1], "dropout": 0.0}
@@ -85,6 +85,19 @@ def test_guidance_zero_is_the_unconditional_model_and_ddim_eta_zero_is_determini
     ddpm_a = pipeline.denoise(noise, DiffusionKnobs(sampler="ddpm", steps=10), None, torch.Generator().manual_seed(5))
     ddpm_b = pipeline.denoise(noise, DiffusionKnobs(sampler="ddpm", steps=10), None, torch.Generator().manual_seed(6))
     assert not torch.allclose(ddpm_a, ddpm_b)  # ancestral sampling draws fresh noise at every step
+
+
+def test_a_sampling_batch_larger_than_a_cpu_slice_predicts_what_each_image_alone_predicts():
+    """The U-Net runs big CPU batches in slices (speed): every image, label and timestep must stay paired."""
+    pipeline = _conditional_pipeline()
+    count = CPU_SLICE * 2 + 5
+    x = torch.randn(count, 1, 8, 8, generator=torch.Generator().manual_seed(7))
+    labels = torch.arange(count) % 3
+    guided = pipeline.predict(x, 20, labels, 2.0)
+    alone = torch.cat([pipeline.predict(x[i : i + 1], 20, labels[i : i + 1], 2.0) for i in range(count)])
+    assert guided.shape == x.shape
+    assert torch.allclose(guided, alone, atol=1e-5)
+    assert torch.allclose(pipeline.predict(x, 20, None, 1.0)[-1:], pipeline.predict(x[-1:], 20, None, 1.0), atol=1e-5)
 
 
 def test_bad_sampling_settings_are_one_line_each():

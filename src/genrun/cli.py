@@ -156,6 +156,9 @@ def _main(argv: list[str] | None) -> int:
             from genrun.report import main as report_main
 
             return report_main(args)
+    from genrun.allocator import keep_freed_memory
+
+    keep_freed_memory()  # before torch allocates anything: CPU tensors reuse freed pages
     from genrun.errors import GenrunError
     from genrun.overrides import check_overrides, knob_overrides, model_knob_overrides
     from genrun.resume import resume_overrides

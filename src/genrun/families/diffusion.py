@@ -30,6 +30,10 @@ from genrun.streaming import BATCH, SamplePlan, leading, whole_rows, write_sampl
 MODES = ("prior", "interpolate", "denoise")
 # Pictures of the chain (mode=denoise): this many columns, from pure noise to the image.
 DENOISE_COLUMNS = 10
+# On a CPU the U-Net runs a sampling batch this many images at a time: a whole batch's activations overflow
+# the caches and are fresh allocations at every step, which made sampling about twice as slow
+# (bench/results/ddpm_sampling.md). On a GPU the whole batch goes at once.
+CPU_SLICE = 64
 
 
 def denoise_columns(steps: int) -> set[int]:
@@ -215,13 +219,21 @@ class DiffusionPipeline(Pipeline):
         device = x.device
         steps = torch.full((len(x),), int(t), dtype=torch.long, device=device)
         if labels is None:
-            return self.unet(x, steps)
+            return self._run_unet(x, steps)
         labels = labels.to(device)
-        conditional = self.unet(x, steps, labels)
+        conditional = self._run_unet(x, steps, labels)
         if guidance == 1.0:
             return conditional
-        unconditional = self.unet(x, steps)
+        unconditional = self._run_unet(x, steps)
         return unconditional + guidance * (conditional - unconditional)
+
+    def _run_unet(self, x: torch.Tensor, steps: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The U-Net on a batch, in slices of CPU_SLICE images on a CPU (the same numbers, less memory traffic)."""
+        if x.device.type != "cpu" or len(x) <= CPU_SLICE:
+            return self.unet(x, steps, labels)
+        label_slices = [None] * math.ceil(len(x) / CPU_SLICE) if labels is None else labels.split(CPU_SLICE)
+        slices = zip(x.split(CPU_SLICE), steps.split(CPU_SLICE), label_slices, strict=True)
+        return torch.cat([self.unet(*args) for args in slices])
 
     @torch.no_grad()
     def denoise(self, noise: torch.Tensor, knobs, labels: torch.Tensor | None = None,

@@ -1,0 +1,35 @@
+"""Keep memory that tensors free inside the process, for the next tensor of the same size.
+
+glibc's malloc hands freed memory at the top of a heap back to the operating system, and every new
+activation of a CPU forward pass then pays a page fault per 4 KiB page to get it back: a DDPM sampling step
+spent as much time in the kernel as in its convolutions (bench/results/ddpm_sampling.md). A top pad makes
+malloc keep that much memory when it trims a heap, so the pages are reused, as jemalloc or tcmalloc (which
+PyTorch's CPU tuning guide suggests preloading) would do. Nothing changes on other C libraries or systems.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+M_TOP_PAD, M_MMAP_THRESHOLD = -2, -3  # mallopt's parameter numbers, from glibc's malloc.h
+TOP_PAD_BYTES = 256 << 20
+# Setting any of malloc's knobs fixes all of them, so the threshold under which it serves a request from a heap
+# (not a fresh mapping) is set too: glibc's largest, which its dynamic threshold would otherwise grow to.
+MMAP_THRESHOLD_BYTES = 32 << 20
+
+
+def keep_freed_memory(pad_bytes: int = TOP_PAD_BYTES) -> bool:
+    """Ask glibc's malloc to keep `pad_bytes` at the top of each heap; True when it took the setting."""
+    if not sys.platform.startswith("linux"):
+        return False
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1 and mallopt(M_TOP_PAD, pad_bytes) == 1
