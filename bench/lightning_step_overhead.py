@@ -68,14 +68,49 @@ class LeanNothing(LeanLightningModule, Nothing):
     """The same, on genrun's module base (plain attributes set without nn.Module's checks)."""
 
 
-def step_microseconds(callbacks: list, logger, scalars: bool, x: torch.Tensor, lean: bool = True) -> float:
+class ManualNothing(LeanNothing):
+    """The same with Lightning's manual optimisation: no closure, fewer hooks; but also no gradient clipping,
+    accumulation or scheduler stepping by the Trainer, which genrun's single-optimiser models rely on."""
+
+    def __init__(self, scalars: bool):
+        super().__init__(scalars)
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        loss = super().training_step(batch, batch_idx)
+        self.manual_backward(loss)
+        optimizer.step()
+        return loss
+
+
+def plain_step_microseconds(x: torch.Tensor, epochs: int = 6) -> float:
+    """The same model, optimiser and loader in a bare Python loop: the floor under any framework."""
+    model = Nothing(False)
+    optimizer = model.configure_optimizers()
+    loader = TensorBatchLoader((x,), 128, True, torch.Generator().manual_seed(0))
+    seconds, steps = 0.0, 0
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        for batch_idx, batch in enumerate(loader):
+            optimizer.zero_grad()
+            model.training_step(batch, batch_idx).backward()
+            optimizer.step()
+            steps += epoch > 0
+        seconds += (time.perf_counter() - start) if epoch else 0.0
+    return seconds / steps * 1e6
+
+
+def step_microseconds(callbacks: list, logger, scalars: bool, x: torch.Tensor, lean: bool | str = True) -> float:
     timer = StepTimer()
     trainer = L.Trainer(accelerator="cpu", max_epochs=6, logger=logger, num_sanity_val_steps=0,
                         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
                         enable_progress_bar=any(isinstance(c, RichProgressBar) for c in callbacks),
                         enable_model_summary=False, callbacks=[timer, *callbacks], log_every_n_steps=10)
     loader = TensorBatchLoader((x,), 128, True, torch.Generator().manual_seed(0))
-    trainer.fit((LeanNothing if lean else Nothing)(scalars), train_dataloaders=loader)
+    module = {"manual": ManualNothing, True: LeanNothing, False: Nothing}[lean]
+    trainer.fit(module(scalars), train_dataloaders=loader)
     return timer.seconds / timer.steps * 1e6
 
 
@@ -92,6 +127,7 @@ def main(threads: int = 1, rounds: int = 3) -> None:
     variants = {
         "bare Lightning loop (L.LightningModule)": lambda: ([], False, False, False),
         "bare Lightning loop, genrun's LeanLightningModule": lambda: ([], False, False),
+        "bare Lightning loop, LeanLightningModule, manual optimisation": lambda: ([], False, False, "manual"),
         "+ TrainScalars (4 scalars)": lambda: ([], False, True),
         "+ Lightning ModelCheckpoint": lambda: ([ModelCheckpoint(dirpath=scratch, save_last=True, monitor=None)],
                                                  False, False),
@@ -109,6 +145,8 @@ def main(threads: int = 1, rounds: int = 3) -> None:
             callbacks, with_logger, scalars, *lean = make()
             logger = TensorBoardLogger(scratch) if with_logger else False
             results[name].append(step_microseconds(callbacks, logger, scalars, x, *lean))
+    plain = [plain_step_microseconds(x) for _ in range(rounds)]
+    results = {"plain Python loop, same model, optimiser and loader (no Lightning)": plain, **results}
     rows = "".join(f"| {name} | {statistics.median(v):.0f} | {', '.join(f'{t:.0f}' for t in v)} |\n"
                    for name, v in results.items())
     write_result(f"lightning_step_overhead_{threads}thread", f"""# Per-step cost of the training loop itself

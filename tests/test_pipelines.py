@@ -98,6 +98,10 @@ def test_each_model_owns_its_knobs_typed_and_checked(tmp_path, monkeypatch, caps
     code, out, _err = genrun_in_process(["sample", "--help", f"ckpt={FORMAT1 / 'dcgan.ckpt'}"], tmp_path, monkeypatch,
                                         capsys)
     assert code == 0 and "truncation=None  (float | None)" in out and "mode=prior | interpolate | arithmetic" in out
+    # A model with no training has no run to find: its help is its own pipeline's knobs, not every pipeline's.
+    code, out, _err = genrun_in_process(["sample", "--help", "model=deepdream"], tmp_path, monkeypatch, capsys)
+    assert code == 0 and "knobs of model=deepdream, which needs no training (DeepDreamPipeline)" in out
+    assert "octave_scale=1.4" in out and "no trained run" not in out and "truncation=" not in out
 
 
 def test_the_shared_ema_averages_after_each_step_with_a_warm_up():
