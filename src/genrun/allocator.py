@@ -4,13 +4,16 @@ glibc's malloc hands freed memory at the top of a heap back to the operating sys
 activation of a CPU forward pass then pays a page fault per 4 KiB page to get it back: a DDPM sampling step
 spent as much time in the kernel as in its convolutions (bench/results/ddpm_sampling.md). A top pad makes
 malloc keep that much memory when it trims a heap, so the pages are reused, as jemalloc or tcmalloc (which
-PyTorch's CPU tuning guide suggests preloading) would do. Nothing changes on other C libraries or systems.
+PyTorch's CPU tuning guide suggests preloading) would do. The price: a process keeps memory near its peak
+use instead of shrinking between steps. Nothing changes on other C libraries or systems, or where the user
+tunes malloc already (a MALLOC_* variable or GLIBC_TUNABLES in the environment).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 M_TOP_PAD, M_MMAP_THRESHOLD = -2, -3  # mallopt's parameter numbers, from glibc's malloc.h
@@ -22,7 +25,8 @@ MMAP_THRESHOLD_BYTES = 32 << 20
 
 def keep_freed_memory(pad_bytes: int = TOP_PAD_BYTES) -> bool:
     """Ask glibc's malloc to keep `pad_bytes` at the top of each heap; True when it took the setting."""
-    if not sys.platform.startswith("linux"):
+    user_tuned = any(key.startswith("MALLOC_") or key == "GLIBC_TUNABLES" for key in os.environ)
+    if user_tuned or not sys.platform.startswith("linux"):
         return False
     name = ctypes.util.find_library("c")
     if name is None:
