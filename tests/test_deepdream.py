@@ -84,6 +84,7 @@ def test_sample_dreams_with_no_checkpoint_and_names_its_offline_network(tmp_path
     assert code == 0, err
     assert "NOTICE: DeepDream without ImageNet InceptionV3 weights (model.weights=none)" in err
     run = next((tmp_path / "outputs" / "sample").glob("deepdream_*/*"))
+    assert run.name.startswith("dream_")  # the run directory says what was drawn, as a trained model's do
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["checkpoint"] is None
     assert "offline fallback" in metrics["results"]["feature_network"]

@@ -30,20 +30,6 @@ def describe(pipeline: type, title: str) -> list[str]:
     return [f"{title}: mode={' | '.join(pipeline.modes)}", *describe_knobs(pipeline.Knobs)]
 
 
-def _declared_pipeline(model: str | None) -> type | None:
-    """The pipeline a model config declares (`pipeline: CLASS`: models with no training, such as DeepDream)."""
-    from omegaconf import OmegaConf
-
-    from genrun.configs import config_dir
-    from genrun.pipeline import Pipeline, _trusted_class
-
-    path = config_dir() / "model" / f"{model}.yaml"
-    if not model or not path.is_file():
-        return None
-    declared = OmegaConf.load(path).get("pipeline")
-    return _trusted_class(declared, Pipeline, "pipeline", f"model={model}") if declared else None
-
-
 def _located_pipeline(values: dict) -> tuple[type, str] | None:
     """The pipeline of the checkpoint that `ckpt=` or `model=`/`dataset=` would pick, if there is one."""
     from genrun.checkpoint import load_checkpoint
@@ -52,7 +38,9 @@ def _located_pipeline(values: dict) -> tuple[type, str] | None:
 
     if not (values.get("ckpt") or values.get("model")):
         return None
-    declared = None if values.get("ckpt") else _declared_pipeline(values.get("model"))
+    from genrun.pipeline import declared_pipeline
+
+    declared = None if values.get("ckpt") else declared_pipeline(values.get("model"))
     if declared is not None:
         return declared, f"model={values['model']}, which needs no training"
     import os

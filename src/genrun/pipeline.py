@@ -99,6 +99,20 @@ def pipeline_spec(pipeline: Pipeline, owner: nn.Module) -> dict:
             "settings": dict(pipeline.settings)}
 
 
+def declared_pipeline(model: str | None) -> type | None:
+    """The pipeline genrun's config of `model` declares (`pipeline: CLASS`: models with no training, such as
+    DeepDream), through the allow-list; None for models whose pipeline comes from a checkpoint."""
+    from omegaconf import OmegaConf
+
+    from genrun.configs import config_dir
+
+    path = config_dir() / "model" / f"{model}.yaml"
+    if not model or not path.is_file():
+        return None
+    declared = OmegaConf.load(path).get("pipeline")
+    return _trusted_class(declared, Pipeline, "pipeline", f"model={model}") if declared else None
+
+
 def _trusted_class(path: object, base: type, what: str, source: str):
     from genrun.trust import resolve_trusted
 

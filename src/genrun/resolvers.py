@@ -39,7 +39,8 @@ def _checkpoint_run_name(ckpt, model, dataset, output_root) -> str:
 
 def _mode_prefix(task, mode, ckpt, model, dataset, output_root) -> str:
     """`<mode>_` for a `genrun sample` run directory (empty for other tasks), so the directory says what was
-    drawn: the mode asked for, or with `mode=null` the first mode of the checkpoint's pipeline.
+    drawn: the mode asked for, or with `mode=null` the first mode of the checkpoint's pipeline (or, for a model
+    with no training, of the pipeline its config declares).
 
     That first mode is read from the checkpoint itself, cheaply: memory-mapped, so only the small pipeline
     spec is read from disk, never the weights, and the pipeline class is imported (Lightning-free, and
@@ -58,10 +59,13 @@ def _first_mode(ckpt, model, dataset, output_root) -> str | None:
     try:
         import torch
 
-        from genrun.pipeline import Pipeline, stored_spec
+        from genrun.pipeline import Pipeline, declared_pipeline, stored_spec
         from genrun.runs import locate_checkpoint
         from genrun.trust import resolve_trusted
 
+        declared = None if ckpt else declared_pipeline(model)
+        if declared is not None:  # a model with no training (DeepDream, style transfer): no checkpoint to read
+            return declared.modes[0]
         path = locate_checkpoint(ckpt, output_root, model, dataset)
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         pipeline = resolve_trusted(stored_spec(payload, path).get("class"), Pipeline)
