@@ -4,7 +4,8 @@ Same data (the 5,000 bundled digits, all used for training), batch 128, CPU, eve
 timed on both sides; sides run in turn, ROUNDS times, so they see the same machine load:
   genrun        `genrun train model=ddpm ...` as shipped (EMA on, torch's fused Adam on CPU)
   plain         the loop as DDPM is written, default Adam, EMA after every step (bench/plain_ddpm.py)
-  plain fused   the same loop with fused Adam: like for like, what the runner itself costs
+  plain fused   the same loop with fused Adam and the malloc setting the genrun command makes
+                (genrun/allocator.py): like for like, what the runner itself costs
 Run: .venv/bin/python bench/ddpm_throughput.py [EPOCHS] [ROUNDS]
 """
 
@@ -37,7 +38,7 @@ def main(epochs: int = 2, rounds: int = 2) -> None:
         ours.append(genrun([*GENRUN_ARGS, f"trainer.max_epochs={epochs}"], run_dir)["metrics"]
                     ["perf/train_images_per_sec"])
         reference.append(plain(epochs))
-        fused.append(plain(epochs, "--fused"))
+        fused.append(plain(epochs, "--fused", "--keep-freed-memory"))
     write_result("ddpm_throughput", f"""# DDPM training throughput: genrun vs a plain PyTorch loop
 
 Command: `.venv/bin/python bench/ddpm_throughput.py {epochs} {rounds}` ({epochs} epochs of 40 batches of 128,

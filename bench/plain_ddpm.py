@@ -2,8 +2,8 @@
 (`genrun.families.diffusion.UNet` with configs/model/ddpm.yaml's sizes), Ho et al.'s simple loss on the
 linear 1000-step schedule, Adam 2e-4 and an EMA of the weights after every step, as DDPM is trained.
 
-Run: python bench/plain_ddpm.py EPOCHS [--fused]. Prints one JSON line: training images/s over the epochs
-after the first (which pays warm-up costs; genrun's figure skips it too).
+Run: python bench/plain_ddpm.py EPOCHS [--fused] [--keep-freed-memory]. Prints one JSON line: training images/s
+over the epochs after the first (which pays warm-up costs; genrun's figure skips it too).
 """
 
 from __future__ import annotations
@@ -53,4 +53,8 @@ def main(epochs: int, fused: bool = False) -> dict:
 
 if __name__ == "__main__":
     positional = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if "--keep-freed-memory" in sys.argv:  # the malloc setting the genrun command makes (genrun/allocator.py)
+        from genrun.allocator import keep_freed_memory
+
+        keep_freed_memory()
     print(json.dumps(main(int(positional[0]), fused="--fused" in sys.argv)))
