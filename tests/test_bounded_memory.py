@@ -318,7 +318,8 @@ print(took, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="the setting is glibc's (Linux); elsewhere genrun leaves malloc as it is")
 def test_freed_tensor_memory_is_reused_instead_of_faulted_back_in_from_the_kernel():
     """What the genrun command sets before torch allocates: without it, every 8 MiB activation of a loop pays
     a page fault per 4 KiB page again; with it, the freed pages stay in the process. A variable of the user's

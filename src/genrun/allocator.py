@@ -12,7 +12,6 @@ tunes malloc already (a MALLOC_* variable or GLIBC_TUNABLES in the environment).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -28,12 +27,11 @@ def keep_freed_memory(pad_bytes: int = TOP_PAD_BYTES) -> bool:
     user_tuned = any(key.startswith("MALLOC_") or key == "GLIBC_TUNABLES" for key in os.environ)
     if user_tuned or not sys.platform.startswith("linux"):
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+    try:  # the C library this process already runs on; looking it up by name would start a subprocess
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 (present in glibc only: musl's mallopt does nothing)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1 and mallopt(M_TOP_PAD, pad_bytes) == 1

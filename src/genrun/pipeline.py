@@ -106,8 +106,8 @@ def declared_pipeline(model: str | None) -> type | None:
 
     from genrun.configs import config_dir
 
-    path = config_dir() / "model" / f"{model}.yaml"
-    if not model or not path.is_file():
+    path = config_dir() / "model" / f"{model}.yaml" if model else None
+    if path is None or not path.is_file():
         return None
     declared = OmegaConf.load(path).get("pipeline")
     return _trusted_class(declared, Pipeline, "pipeline", f"model={model}") if declared else None
