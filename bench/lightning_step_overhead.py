@@ -15,19 +15,22 @@ import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from common import machine, write_result
-from genrun.callbacks.lean import LeanModelCheckpoint, LeanRichProgressBar
+from genrun.callbacks.lean import LeanModelCheckpoint, LeanRichProgressBar, NoProfiler
+from genrun.callbacks.preemption import Preemption
 from genrun.callbacks.run_state import RNGState, RunInfo
 from genrun.callbacks.throughput import Throughput
 from genrun.data.loaders import TensorBatchLoader
 from genrun.models.lean_module import LeanLightningModule
 from genrun.models.train_scalars import TrainScalars
+from genrun.pipeline import Pipeline
 
 
 class StepTimer(L.Callback):
@@ -62,6 +65,10 @@ class Nothing(L.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    def pipeline(self) -> Pipeline:
+        """What genrun's RunInfo stores in each checkpoint: here a pipeline with no components."""
+        return Pipeline({})
 
 
 class LeanNothing(LeanLightningModule, Nothing):
@@ -102,12 +109,15 @@ def plain_step_microseconds(x: torch.Tensor, epochs: int = 6) -> float:
     return seconds / steps * 1e6
 
 
-def step_microseconds(callbacks: list, logger, scalars: bool, x: torch.Tensor, lean: bool | str = True) -> float:
+def step_microseconds(callbacks: list, logger, scalars: bool, x: torch.Tensor, lean: bool | str = True,
+                      no_profiler: bool = False) -> float:
     timer = StepTimer()
     trainer = L.Trainer(accelerator="cpu", max_epochs=6, logger=logger, num_sanity_val_steps=0,
+                        profiler=NoProfiler() if no_profiler else None,
                         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
                         enable_progress_bar=any(isinstance(c, RichProgressBar) for c in callbacks),
-                        enable_model_summary=False, callbacks=[timer, *callbacks], log_every_n_steps=10)
+                        enable_model_summary=any(isinstance(c, ModelSummary) for c in callbacks),
+                        callbacks=[timer, *callbacks], log_every_n_steps=10)
     loader = TensorBatchLoader((x,), 128, True, torch.Generator().manual_seed(0))
     module = {"manual": ManualNothing, True: LeanNothing, False: Nothing}[lean]
     trainer.fit(module(scalars), train_dataloaders=loader)
@@ -124,10 +134,16 @@ def main(threads: int = 1, rounds: int = 3) -> None:
     def small():
         return [LearningRateMonitor("epoch"), Throughput(), RNGState(), RunInfo({})]
 
+
+    def everything():
+        return [LeanModelCheckpoint(dirpath=scratch, save_last=True, monitor=None), LeanRichProgressBar(refresh_rate=4),
+                *small(), Preemption(Path(scratch) / "preempt.ckpt"), ModelSummary(max_depth=1)]
+
     variants = {
         "bare Lightning loop (L.LightningModule)": lambda: ([], False, False, False),
         "bare Lightning loop, genrun's LeanLightningModule": lambda: ([], False, False),
         "bare Lightning loop, LeanLightningModule, manual optimisation": lambda: ([], False, False, "manual"),
+        "bare Lightning loop, LeanLightningModule, genrun's NoProfiler": lambda: ([], False, False, True, True),
         "+ TrainScalars (4 scalars)": lambda: ([], False, True),
         "+ Lightning ModelCheckpoint": lambda: ([ModelCheckpoint(dirpath=scratch, save_last=True, monitor=None)],
                                                  False, False),
@@ -136,15 +152,17 @@ def main(threads: int = 1, rounds: int = 3) -> None:
         "+ Lightning RichProgressBar": lambda: ([RichProgressBar(refresh_rate=4)], False, False),
         "+ LeanRichProgressBar": lambda: ([LeanRichProgressBar(refresh_rate=4)], False, False),
         "+ TensorBoard, LR monitor, throughput, RNG state, run info": lambda: (small(), True, False),
-        "everything genrun adds": lambda: ([LeanModelCheckpoint(dirpath=scratch, save_last=True, monitor=None),
-                                            LeanRichProgressBar(refresh_rate=4), *small()], True, True),
+        "everything genrun adds, with Lightning's pass-through profiler": lambda: (everything(), True, True),
+        "everything genrun adds, with genrun's NoProfiler (what genrun runs)":
+            lambda: (everything(), True, True, True, True),
+        "everything genrun adds, NoProfiler, manual optimisation": lambda: (everything(), True, True, "manual", True),
     }
     results = {name: [] for name in variants}
     for _ in range(rounds):
         for name, make in variants.items():
-            callbacks, with_logger, scalars, *lean = make()
+            callbacks, with_logger, scalars, *options = make()
             logger = TensorBoardLogger(scratch) if with_logger else False
-            results[name].append(step_microseconds(callbacks, logger, scalars, x, *lean))
+            results[name].append(step_microseconds(callbacks, logger, scalars, x, *options))
     plain = [plain_step_microseconds(x) for _ in range(rounds)]
     results = {"plain Python loop, same model, optimiser and loader (no Lightning)": plain, **results}
     rows = "".join(f"| {name} | {statistics.median(v):.0f} | {', '.join(f'{t:.0f}' for t in v)} |\n"

@@ -1,8 +1,10 @@
 """The reference: pytorch/examples' MLP VAE (784-400-20, Bernoulli, Adam 1e-3) as a plain PyTorch loop.
 
-Written here from the paper's recipe, not copied. Run: python bench/plain_vae.py EPOCHS [DATA_DIR] [--fused]
+Written here from the paper's recipe, not copied.
+Run: python bench/plain_vae.py EPOCHS [DATA_DIR] [--fused] [--keep-freed-memory]
 Prints one JSON line: training images/s (training batches only) and the test negative ELBO. `--fused` uses
-torch's fused Adam kernel (what genrun picks on CPU) instead of pytorch/examples' default Adam.
+torch's fused Adam kernel (what genrun picks on CPU) instead of pytorch/examples' default Adam;
+`--keep-freed-memory` makes the malloc setting every genrun command makes (genrun/allocator.py).
 """
 
 from __future__ import annotations
@@ -74,5 +76,9 @@ def loss_sum_batch(model, batch):
 
 if __name__ == "__main__":
     positional = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if "--keep-freed-memory" in sys.argv:
+        from genrun.allocator import keep_freed_memory
+
+        keep_freed_memory()
     print(json.dumps(main(int(positional[0]), positional[1] if len(positional) > 1 else None,
                           fused="--fused" in sys.argv)))

@@ -5,7 +5,8 @@ timed on both sides. Three sides run in turn, ROUNDS times, so all see the same 
 of medians is the figure:
   genrun        `genrun train experiment=vae_mnist ...` as shipped (it picks torch's fused Adam on CPU)
   plain         pytorch/examples' loop with its default Adam: the reference the target is stated against
-  plain fused   the same loop with fused Adam: like for like, what the runner itself costs
+  plain fused   the same loop with fused Adam and genrun's malloc setting: like for like, what the runner
+                itself costs
 Run: .venv/bin/python bench/vae_throughput.py [EPOCHS] [ROUNDS] [THREADS]
 THREADS (default: torch's own choice) sets `threads=` for genrun and OMP_NUM_THREADS for the plain loops;
 with THREADS the result goes to vae_throughput_THREADSthread.md (pin the process, e.g. `taskset -c 0`).
@@ -43,7 +44,7 @@ def main(epochs: int = 10, rounds: int = 5, threads: int | None = None) -> None:
         metrics = genrun([*GENRUN_ARGS, f"trainer.max_epochs={epochs}", *thread_args], run_dir)["metrics"]
         ours.append(metrics["perf/train_images_per_sec"])
         reference.append(plain(epochs, threads=threads))
-        fused.append(plain(epochs, "--fused", threads=threads))
+        fused.append(plain(epochs, "--fused", "--keep-freed-memory", threads=threads))
     med = {name: statistics.median(v) for name, v in (("genrun", ours), ("plain", reference), ("fused", fused))}
     name, thread_arg = (f"vae_throughput_{threads}thread", f" {threads}") if threads else ("vae_throughput", "")
     affinity = sorted(os.sched_getaffinity(0))

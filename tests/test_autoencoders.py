@@ -145,3 +145,30 @@ def test_mixed_precision_with_gradient_clipping_trains(workdir):
     result = run_genrun([*args, "model.module.optimizer.fused=true"], workdir)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "model.module.optimizer.fused=true" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("variational,beta", [(True, 1.0), (True, 0.25), (False, 1.0)])
+def test_elbo_terms_are_the_per_image_definitions_averaged(likelihood, variational, beta):
+    """The training step's batch totals (fewer tensor ops) equal the per-image terms averaged over the batch."""
+    from genrun.metrics.likelihood import elbo_terms, gaussian_kl
+    from genrun.nets.autoencoder import Autoencoder
+
+    torch.manual_seed(0)
+    net = Autoencoder(1, 28, latent_dim=4, hidden_dims=[32], variational=variational, likelihood=likelihood)
+    x = torch.rand(6, 1, 28, 28)
+    torch.manual_seed(1)
+    terms = elbo_terms(net, x, beta)
+    torch.manual_seed(1)
+    mean, logvar = net.encode(x)
+    if variational:
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        kl = gaussian_kl(mean, logvar)
+    else:
+        z, kl = mean, torch.zeros(len(x))
+    recon = -net.log_likelihood(x, net.decode(z))
+    expected = {"recon": recon.mean(), "kl": kl.mean(), "neg_elbo": (recon + kl).mean(),
+                "loss": (recon + beta * kl).mean()}
+    for name, value in expected.items():
+        torch.testing.assert_close(terms[name], value, rtol=1e-5, atol=1e-4, msg=name)
+    assert terms["kl"].item() > 0 if variational else terms["kl"].item() == 0

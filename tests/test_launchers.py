@@ -140,3 +140,20 @@ def test_debug_profiler_writes_its_report_into_the_run_directory(workdir, monkey
     [run_dir] = run_dirs(workdir)
     report = (run_dir / "fit-profile.txt").read_text()
     assert "Action" in report and "run_training_epoch" in report
+
+
+def test_without_debug_profiler_the_trainer_gets_genruns_no_profiler(tmp_path):
+    """Lightning opens a profiler region around every hook; genrun's default one opens nothing, and a real
+    profiler still replaces it when asked for."""
+    from lightning.pytorch.profilers import PassThroughProfiler, SimpleProfiler
+
+    from genrun.callbacks.lean import NoProfiler
+    from genrun.tasks.train import profiler_for
+
+    default = profiler_for(OmegaConf.create({"profiler": None}), tmp_path)["profiler"]
+    assert isinstance(default, NoProfiler) and isinstance(default, PassThroughProfiler)
+    region = default.profile("[Callback]Throughput.on_train_batch_end")
+    with region:
+        pass
+    assert region is default.profile("run_training_batch")  # one shared region, nothing built per hook
+    assert isinstance(profiler_for(OmegaConf.create({"profiler": "simple"}), tmp_path)["profiler"], SimpleProfiler)

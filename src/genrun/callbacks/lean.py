@@ -1,7 +1,12 @@
-"""Lightning's checkpoint and progress-bar callbacks, minus work they repeat on every training step.
+"""Lightning's checkpoint and progress-bar callbacks and its do-nothing profiler, minus work they repeat on
+every training step.
 
 On a small model Lightning's own per-step bookkeeping is a large share of the step (bench/results/
-vae_throughput.md). Two callbacks add to it needlessly:
+vae_throughput.md). Three of its pieces add to it needlessly:
+- With no profiler chosen, Lightning still opens a `PassThroughProfiler.profile(name)` region around every
+  hook it calls, module and callback hooks alike: some seventy a step with genrun's callbacks, each a
+  generator-based context manager built and torn down for nothing. genrun's `NoProfiler` hands back one
+  shared do-nothing context instead.
 - `ModelCheckpoint.state_key` rebuilds a string from five settings each time it is read, and Lightning reads
   it for every hook of every step (to name a profiler region). The settings never change after
   construction, so genrun computes it once.
@@ -15,7 +20,20 @@ The bar also counts the way the run is bounded: epochs from 1 ("Epoch 1/2" for m
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.profilers import PassThroughProfiler
+
+_NOTHING = nullcontext()
+
+
+class NoProfiler(PassThroughProfiler):
+    """Lightning's no-op profiler with a no-op region that costs nothing to open: the profiler genrun's runs
+    use unless `trainer.profiler` (debug=profiler) asks for a real one."""
+
+    def profile(self, action_name: str):
+        return _NOTHING
 
 
 class LeanModelCheckpoint(ModelCheckpoint):

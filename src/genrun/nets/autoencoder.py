@@ -68,6 +68,13 @@ class Autoencoder(Net):
         log_density = -0.5 * ((x - decoded) / scale) ** 2 - self.log_scale - 0.5 * math.log(2 * math.pi)
         return log_density.flatten(1).sum(1)
 
+    def negative_log_likelihood_sum(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        """−log p(x | z) summed over the batch and its pixels: `log_likelihood`'s total, without the per-image
+        tensor a training step does not need."""
+        if self.likelihood == "bernoulli":
+            return F.binary_cross_entropy_with_logits(decoded, x, reduction="sum")
+        return -self.log_likelihood(x, decoded).sum()
+
     def mean_image(self, decoded: torch.Tensor) -> torch.Tensor:
         """What to show: the decoder's expected pixel values in [0, 1]."""
         return torch.sigmoid(decoded) if self.likelihood == "bernoulli" else decoded.clamp(0.0, 1.0)

@@ -78,11 +78,15 @@ PROFILERS = {"simple": "SimpleProfiler", "advanced": "AdvancedProfiler"}
 
 def profiler_for(trainer_cfg: DictConfig, run_dir: Path) -> dict:
     """`trainer.profiler=simple|advanced` (debug=profiler) as Lightning's profiler writing its report to
-    <run dir>/fit-profile.txt instead of the console."""
+    <run dir>/fit-profile.txt instead of the console; without one, genrun's NoProfiler (cheaper hooks)."""
     import lightning.pytorch.profilers as profilers
 
+    from genrun.callbacks.lean import NoProfiler
+
     name = trainer_cfg.get("profiler")
-    if name is None or not isinstance(name, str):
+    if name is None:
+        return {"profiler": NoProfiler()}
+    if not isinstance(name, str):
         return {}
     if name not in PROFILERS:
         raise GenrunError(f"trainer.profiler={name}: choose one of {', '.join(PROFILERS)} (or null)")
