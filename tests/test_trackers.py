@@ -49,6 +49,14 @@ def test_mlflow_beside_tensorboard_records_scalars_params_config_and_samples(wor
                                                 tracking_uri=client.tracking_uri, dst_path=str(workdir / "got"))
     assert "latent_dim: 4" in Path(local).read_text()
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))  # TensorBoard wrote its own record
+    # The pictures drawn while training reach both trackers, at the same steps.
+    pictures = [a.path for a in client.list_artifacts(run.info.run_id, "images") if a.path.endswith(".png")]
+    mlflow_steps = sorted(int(p.split("+step+")[1].split("+")[0]) for p in pictures if "samples~scatter" in p)
+    assert len(mlflow_steps) == len(pictures) == 2, pictures  # one scatter plot per epoch
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0}).Reload()
+    assert [image.step for image in events.Images("samples/scatter")] == mlflow_steps
 
 
 def test_a_given_tracking_uri_is_used_instead_of_the_local_store(workdir, monkeypatch, capsys):

@@ -4,8 +4,9 @@
 Lightning's own MLFlowLogger and WandbLogger carry the scalars while training; the builders here choose
 where they write (MLflow: a local store under the outputs directory unless a tracking URI is given; W&B:
 offline unless an API key is configured) and refuse in one line, naming the extra, when the package is
-missing. `log_run_end` gives each tracker what the end of a run adds: the hyperparameters, the final test
-and evaluation figures, the composed config and the end-of-run sample picture (TensorBoard gets them from
+missing. `log_image` puts the pictures a model draws while training on every tracker that keeps images.
+`log_run_end` gives each tracker what the end of a run adds: the hyperparameters, the final test and
+evaluation figures, the composed config and the end-of-run sample picture (TensorBoard gets them from
 genrun.tasks.train).
 """
 
@@ -13,6 +14,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from genrun.errors import GenrunError
 
@@ -76,6 +80,43 @@ def wandb_logger(project: str, run_dir: str, offline: bool | None = None, log_mo
 
     return WandbLogger(project=project, name=Path(run_dir).name, save_dir=str(run_dir),
                        offline=wandb_offline(offline), log_model=log_model, tags=list(tags or []))
+
+
+def image_array(grid) -> np.ndarray:
+    """A C×H×W picture in [0, 1] (a torch tensor, as genrun.images.make_grid tiles it) as H×W×3 bytes."""
+    pixels = (grid.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    if pixels.shape[0] == 1:
+        pixels = pixels.expand(3, -1, -1)
+    return pixels.permute(1, 2, 0).contiguous().numpy()
+
+
+def figure_array(figure) -> np.ndarray:
+    """A matplotlib figure rendered as H×W×3 bytes; the figure is closed."""
+    from matplotlib import pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    plt.close(figure)
+    return pixels
+
+
+def keeps_pictures(logger) -> bool:
+    """Whether a tracker keeps pictures: TensorBoard, MLflow and W&B do, the CSV logger does not."""
+    return type(logger).__name__ in ("MLFlowLogger", "WandbLogger") or hasattr(logger.experiment, "add_image")
+
+
+def log_image(logger, tag: str, image: np.ndarray, step: int) -> None:
+    """One H×W×3 picture on one tracker at `step`: TensorBoard's images, MLflow's logged images (by key
+    and step, beside its metrics), W&B's media; nothing for a tracker that keeps no pictures."""
+    kind = type(logger).__name__
+    if kind == "MLFlowLogger":
+        logger.experiment.log_image(logger.run_id, image, key=tag, step=step)
+    elif kind == "WandbLogger":
+        logger.log_image(key=tag, images=[image], step=step)
+    elif hasattr(logger.experiment, "add_image"):
+        logger.experiment.add_image(tag, image, step, dataformats="HWC")
 
 
 def log_run_end(trainer, config: dict, metrics: dict, files: dict) -> None:

@@ -1,5 +1,5 @@
 """What every genrun LightningModule shares: an exponential moving average of any component, optimiser and
-scheduler set-up, image grids on TensorBoard's one step axis, and the pipeline that generates from it.
+scheduler set-up, pictures on every tracker at the scalars' step, and the pipeline that generates from it.
 
 A model's module defines its objective (`training_step`, `validation_step`) and `pipeline()`, the same
 pipeline `genrun sample` rebuilds from the checkpoint; everything else comes from here.
@@ -126,13 +126,36 @@ class GenrunModule(LeanLightningModule):
                      sync_dist=True)
 
     def log_images(self, tag: str, images: torch.Tensor, nrow: int | None = None) -> None:
-        """An image grid on TensorBoard at the current global step (the axis every scalar uses)."""
-        experiment = getattr(self.logger, "experiment", None)
-        if experiment is None or not hasattr(experiment, "add_image") or self.trainer.sanity_checking:
-            return
-        from genrun.images import make_grid
+        """An image grid on every tracker that keeps pictures, at the current global step (the axis every
+        scalar uses)."""
+        if self._draws_pictures():
+            from genrun.images import make_grid
+            from genrun.trackers import image_array
 
-        experiment.add_image(tag, make_grid(images.float().cpu(), nrow=nrow), self.global_step)
+            self._log_picture(tag, image_array(make_grid(images.float().cpu(), nrow=nrow)))
+
+    def log_figure(self, tag: str, figure) -> None:
+        """A matplotlib figure (a 2-D model's scatter plot) like `log_images`; the figure is closed."""
+        from genrun.trackers import figure_array
+
+        picture = figure_array(figure)
+        if self._draws_pictures():
+            self._log_picture(tag, picture)
+
+    def _draws_pictures(self) -> bool:
+        """Whether pictures drawn now reach anyone: not in the sanity check, on rank zero, and only when a
+        tracker that keeps pictures is there."""
+        from genrun.trackers import keeps_pictures
+
+        trainer = self._trainer
+        return (trainer is not None and not trainer.sanity_checking and trainer.is_global_zero
+                and any(keeps_pictures(logger) for logger in trainer.loggers))
+
+    def _log_picture(self, tag: str, picture) -> None:
+        from genrun.trackers import log_image
+
+        for logger in self.trainer.loggers:
+            log_image(logger, tag, picture, self.global_step)
 
     # --- generation --------------------------------------------------------------------------------------------
 

@@ -180,14 +180,13 @@ class GANModule(GenrunModule):
     @torch.no_grad()
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
-        experiment = getattr(self.logger, "experiment", None)
-        if experiment is None:
+        if not self._draws_pictures():
             return
         pipeline = self.pipeline()
         if self.generator.images:
             self.log_images("samples/fixed_noise", *pipeline.progress_images(self.num_log_images))
-        elif hasattr(experiment, "add_figure"):
-            experiment.add_figure("samples/scatter", pipeline.progress_figure(self.num_log_images), self.global_step)
+        else:
+            self.log_figure("samples/scatter", pipeline.progress_figure(self.num_log_images))
 
     def configure_optimizers(self):
         clipping = self.clip is not None  # by hand, in on_before_optimizer_step
