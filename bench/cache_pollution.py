@@ -16,7 +16,7 @@ import time
 import torch
 
 from common import machine, write_result
-from plain_vae import PlainVAE, loss_sum_batch
+from plain_vae import epoch_milliseconds
 
 SIZES_KIB = (64, 1024, 4096)
 HEADER = ("| sweep size | one sweep alone (µs) | the sweeps' own time (ms an epoch) "
@@ -30,25 +30,8 @@ def sweep_seconds(junk: torch.Tensor, n: int = 400) -> float:
     return (time.perf_counter() - start) / n
 
 
-def epoch_ms(x: torch.Tensor, junk: torch.Tensor | None, epochs: int = 6) -> float:
-    torch.manual_seed(1)
-    model = PlainVAE()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3, fused=True)
-    generator = torch.Generator().manual_seed(0)
-    times = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        for idx in torch.randperm(len(x), generator=generator).split(128):
-            batch = x[idx]
-            opt.zero_grad()
-            (loss_sum_batch(model, batch) / len(batch)).backward()
-            if junk is not None:
-                junk.add_(1)
-            opt.step()
-            if junk is not None:
-                junk.add_(1)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:]) * 1000  # the first epoch pays warm-up costs
+def epoch_ms(x: torch.Tensor, junk: torch.Tensor | None) -> float:
+    return epoch_milliseconds(x, between=None if junk is None else lambda: junk.add_(1))
 
 
 def main(rounds: int = 8) -> None:

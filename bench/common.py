@@ -45,6 +45,23 @@ def genrun(args: list[str], run_dir: Path, env: dict | None = None) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+class ManualOptimisation:
+    """Mixin for a LightningModule with one optimiser: Lightning's manual optimisation (no closure, fewer hooks),
+    the step taken by hand around the module's own training_step."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        loss = super().training_step(batch, batch_idx)
+        self.manual_backward(loss)
+        optimizer.step()
+        return loss
+
+
 def write_result(name: str, markdown: str) -> Path:
     path = BENCH / "results" / f"{name}.md"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,8 @@ import warnings
 import lightning as L
 import torch
 
-from common import machine, write_result
-from plain_vae import PlainVAE, loss_sum_batch
+from common import ManualOptimisation, machine, write_result
+from plain_vae import epoch_milliseconds
 
 EPOCHS = 6
 
@@ -41,20 +41,7 @@ class EpochTimer(L.Callback):
 
 
 def plain_ms(x: torch.Tensor) -> float:
-    torch.manual_seed(1)
-    model = PlainVAE()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3, fused=True)
-    generator = torch.Generator().manual_seed(0)
-    seconds = []
-    for _ in range(EPOCHS):
-        start = time.perf_counter()
-        for idx in torch.randperm(len(x), generator=generator).split(128):
-            batch = x[idx]
-            opt.zero_grad()
-            (loss_sum_batch(model, batch) / len(batch)).backward()
-            opt.step()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds[1:]) * 1000
+    return epoch_milliseconds(x, EPOCHS)
 
 
 def lightning_ms(cfg, data, manual: bool) -> float:
@@ -63,18 +50,8 @@ def lightning_ms(cfg, data, manual: bool) -> float:
     from genrun.models.autoencoder import AutoencoderModule
     from genrun.tasks.building import build
 
-    class ManualVAE(AutoencoderModule):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.automatic_optimization = False
-
-        def training_step(self, batch, batch_idx):
-            optimizer = self.optimizers()
-            optimizer.zero_grad()
-            loss = super().training_step(batch, batch_idx)
-            self.manual_backward(loss)
-            optimizer.step()
-            return loss
+    class ManualVAE(ManualOptimisation, AutoencoderModule):
+        pass
 
     torch.manual_seed(1)
     module = build(cfg.model.module, "model.module")

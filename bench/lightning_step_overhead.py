@@ -22,7 +22,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from common import machine, write_result
+from common import ManualOptimisation, machine, write_result
 from genrun.callbacks.lean import LeanModelCheckpoint, LeanRichProgressBar, NoProfiler
 from genrun.callbacks.preemption import Preemption
 from genrun.callbacks.run_state import RNGState, RunInfo
@@ -75,21 +75,9 @@ class LeanNothing(LeanLightningModule, Nothing):
     """The same, on genrun's module base (plain attributes set without nn.Module's checks)."""
 
 
-class ManualNothing(LeanNothing):
+class ManualNothing(ManualOptimisation, LeanNothing):
     """The same with Lightning's manual optimisation: no closure, fewer hooks; but also no gradient clipping,
     accumulation or scheduler stepping by the Trainer, which genrun's single-optimiser models rely on."""
-
-    def __init__(self, scalars: bool):
-        super().__init__(scalars)
-        self.automatic_optimization = False
-
-    def training_step(self, batch, batch_idx):
-        optimizer = self.optimizers()
-        optimizer.zero_grad()
-        loss = super().training_step(batch, batch_idx)
-        self.manual_backward(loss)
-        optimizer.step()
-        return loss
 
 
 def plain_step_microseconds(x: torch.Tensor, epochs: int = 6) -> float:
