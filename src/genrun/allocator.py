@@ -1,6 +1,7 @@
 """Keep memory that tensors free inside the process, for the next tensor of the same size.
 
-glibc's malloc hands freed memory at the top of a heap back to the operating system, and every new
+glibc's malloc can hand freed memory at the top of a heap back to the operating system (whether it does
+depends on its dynamic thresholds and where the heap lies, so it differs between processes), and every new
 activation of a CPU forward pass then pays a page fault per 4 KiB page to get it back: a DDPM sampling step
 spent as much time in the kernel as in its convolutions (bench/results/ddpm_sampling.md). A top pad makes
 malloc keep that much memory when it trims a heap, so the pages are reused, as jemalloc or tcmalloc (which
