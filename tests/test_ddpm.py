@@ -120,9 +120,14 @@ def test_train_then_sample_one_checkpoint_with_ddpm_and_ddim(tmp_path, monkeypat
     code, _out, err = genrun_in_process(
         ["train", "model=ddpm", MINI, "model.base_width=8", "model.channel_mults=[1,2]", "model.attention_levels=[1]",
          "model.timesteps=50", "model.num_classes=10", "trainer.max_steps=3", "trainer.limit_val_batches=1",
-         "trainer.limit_test_batches=1", "num_samples=4"], tmp_path, monkeypatch, capsys)
+         "trainer.val_check_interval=3", "trainer.limit_test_batches=1", "num_samples=4"], tmp_path, monkeypatch,
+        capsys)
     assert code == 0, err
     (run,) = run_dirs(tmp_path)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0}).Reload()
+    assert [image.step for image in events.Images("samples/ddim_20_steps")] == [3]  # the validation's grid
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]
     assert metrics["test/denoising_mse"] > 0 and metrics["test/n_images"] == 128  # one test batch
     for extra in (["sampler=ddpm", "steps=50", "label=1"], ["sampler=ddim", "steps=5", "label=3", "guidance=3"],

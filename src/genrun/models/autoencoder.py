@@ -84,7 +84,7 @@ class AutoencoderModule(GenrunModule):
 
     @torch.no_grad()
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
+        if not self.draws_pictures():
             return
         pipeline = self.pipeline()
         fixed = torch.Generator().manual_seed(0)  # the same latents every time, so progress is comparable

@@ -128,7 +128,7 @@ class GenrunModule(LeanLightningModule):
     def log_images(self, tag: str, images: torch.Tensor, nrow: int | None = None) -> None:
         """An image grid on every tracker that keeps pictures, at the current global step (the axis every
         scalar uses)."""
-        if self._draws_pictures():
+        if self.draws_pictures():
             from genrun.images import make_grid
             from genrun.trackers import image_array
 
@@ -139,12 +139,13 @@ class GenrunModule(LeanLightningModule):
         from genrun.trackers import figure_array
 
         picture = figure_array(figure)
-        if self._draws_pictures():
+        if self.draws_pictures():
             self._log_picture(tag, picture)
 
-    def _draws_pictures(self) -> bool:
+    def draws_pictures(self) -> bool:
         """Whether pictures drawn now reach anyone: not in the sanity check, on rank zero, and only when a
-        tracker that keeps pictures is there."""
+        tracker that keeps pictures is there. Models ask before sampling a grid, which can cost more than the
+        validation it follows (a DDPM's sampler)."""
         from genrun.trackers import keeps_pictures
 
         trainer = self._trainer

@@ -66,7 +66,7 @@ class DDPMModule(GenrunModule):
 
     @torch.no_grad()
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking or self.logger is None:
+        if not self.draws_pictures():
             return
         pipeline = self.pipeline()
         classes = self.unet.num_classes

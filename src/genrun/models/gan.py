@@ -180,7 +180,7 @@ class GANModule(GenrunModule):
     @torch.no_grad()
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
-        if not self._draws_pictures():
+        if not self.draws_pictures():
             return
         pipeline = self.pipeline()
         if self.generator.images:

@@ -82,7 +82,7 @@ class PixelCNNModule(GenrunModule):
 
     @torch.no_grad()
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking or self.logger is None or not self.num_log_images:
+        if not self.num_log_images or not self.draws_pictures():
             return
         pipeline = self.pipeline()
         classes = self.net.num_classes

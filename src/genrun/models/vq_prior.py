@@ -199,7 +199,7 @@ class VQPriorModule(GenrunModule):
 
     @torch.no_grad()
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking or self.num_log_images < 1:
+        if self.num_log_images < 1 or not self.draws_pictures():
             return
         pipeline = self.pipeline()
         fixed = torch.Generator().manual_seed(0)  # the same draws every time, so progress is comparable

@@ -74,5 +74,5 @@ class VQVAEModule(GenrunModule):
             self._counts["val"] = None
             return
         self._log_codebook("val")
-        if self._val_batch is not None:
+        if self._val_batch is not None and self.draws_pictures():
             self.log_images("samples/reconstructions", self.pipeline().reconstruction_pairs(self._val_batch), nrow=8)
