@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import lightning as L
 import pytest
 import torch
@@ -174,3 +177,79 @@ def test_models_stepping_their_own_optimisers_get_a_ddp_that_allows_unused_param
     assert trainer.strategy._ddp_kwargs.get("find_unused_parameters") is True
     assert trainer.strategy._start_method == {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork"}[strategy]
     assert ddp_strategy_for(LeanLightningModule(), strategy) == strategy  # automatic optimisation: unchanged
+
+
+_NVML_LOADS: list[str] = []
+_RECORDING: list[bool] = []
+_AUDITING: list = []
+
+
+def _count_nvml_loads(event: str, args: tuple) -> None:
+    if _RECORDING and event == "ctypes.dlopen" and "nvidia-ml" in str(args[0]):
+        _NVML_LOADS.append(str(args[0]))
+
+
+def _nvml_loads_during(work) -> int:
+    """How many times `work()` tries to load NVML (Python's audit events see every ctypes library load)."""
+    if _count_nvml_loads not in _AUDITING:
+        sys.addaudithook(_count_nvml_loads)  # audit hooks cannot be removed; this one records only when asked
+        _AUDITING.append(_count_nvml_loads)
+    _NVML_LOADS.clear()
+    _RECORDING.append(True)
+    try:
+        work()
+    finally:
+        _RECORDING.clear()
+    return len(_NVML_LOADS)
+
+
+def _without_gpu() -> bool:
+    import lightning  # noqa: F401  (sets the NVML-based check, as in every training process)
+
+    from genrun.cuda_probe import probe_is_wasted
+
+    return probe_is_wasted()
+
+
+needs_cuda_build_without_gpu = pytest.mark.skipif(
+    not _without_gpu(), reason="the NVML probe costs only on a CUDA build of torch with no GPU (CI's machines)")
+
+
+@needs_cuda_build_without_gpu
+def test_adam_steps_try_to_load_nvml_every_step_unless_the_probe_is_lifted():
+    """The premise and the remedy: under Lightning's NVML-based check, torch's Adam asks for CUDA on every step
+    and, with no GPU, tries to load libnvidia-ml each time; inside `cheap_cuda_probe` it does not, and the
+    variable is back afterwards."""
+    from genrun.cuda_probe import NVML_CHECK, cheap_cuda_probe
+
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.Adam([weight], lr=0.1)
+
+    def steps():
+        for _ in range(5):
+            optimizer.zero_grad()
+            weight.square().sum().backward()
+            optimizer.step()
+
+    assert _nvml_loads_during(steps) >= 5
+    with cheap_cuda_probe():
+        assert NVML_CHECK not in os.environ
+        assert _nvml_loads_during(steps) == 0
+    assert os.environ[NVML_CHECK] == "1"
+
+
+@needs_cuda_build_without_gpu
+def test_genrun_train_on_cpu_does_not_probe_nvml_each_step(workdir, monkeypatch, capsys):
+    """A real `genrun train` of 30 Adam steps: NVML is looked for a few times while the Trainer is set up,
+    not once a step, and Lightning's setting is back when the run ends."""
+    from conftest import MINI, genrun_in_process
+    from genrun.cuda_probe import NVML_CHECK
+
+    result = []
+    loads = _nvml_loads_during(lambda: result.append(genrun_in_process(
+        ["train", "model=vae", MINI, "trainer.max_steps=30", "trainer.limit_val_batches=1", "test=false",
+         "num_samples=0", "model.iwae_k=0"], workdir, monkeypatch, capsys)))
+    code, _out, err = result[0]
+    assert code == 0, err
+    assert loads < 10, f"{loads} attempts to load NVML in a 30-step run"
+    assert os.environ.get(NVML_CHECK) == "1"

@@ -104,6 +104,7 @@ def train_recipe(x: torch.Tensor, y: torch.Tensor, data_info: dict, recipe: dict
     are seeded and the caller's random streams are left as they were (torch.random.fork_rng)."""
     import lightning as L
 
+    from genrun.cuda_probe import cheap_cuda_probe
     from genrun.data.lightning import LightningData
     from genrun.progress import fit_progress
     from genrun.runs import quiet_library_logs
@@ -119,7 +120,8 @@ def train_recipe(x: torch.Tensor, y: torch.Tensor, data_info: dict, recipe: dict
                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                             limit_val_batches=0, callbacks=[fit_progress("training the domain classifier")])
         data = _Tensors(x.float().cpu(), y.long().cpu(), recipe["batch_size"], recipe["seed"])
-        trainer.fit(module, datamodule=LightningData(data))
+        with cheap_cuda_probe():
+            trainer.fit(module, datamodule=LightningData(data))
     return module.cpu().eval()
 
 

@@ -230,6 +230,7 @@ def run(cfg: DictConfig):
     from genrun.callbacks.preemption import Preempted, Preemption
     from genrun.callbacks.run_state import ResumeRecord, RNGState, RunInfo
     from genrun.checkpoint import checkpoint_io, remove_stale_temporaries
+    from genrun.cuda_probe import cheap_cuda_probe
     from genrun.data.lightning import LightningData
     from genrun.families.base import EvalContext, SampleContext, SampleRequest
     from genrun.runs import CHECKPOINT_NAME, quiet_library_logs, write_metrics, write_run_file
@@ -306,7 +307,8 @@ def run(cfg: DictConfig):
         _warn_if_endless(cfg.trainer)
         announce(title, model, data_info, trainer.strategy.root_device, cfg.trainer)
     try:
-        trainer.fit(model, datamodule=LightningData(datamodule), ckpt_path=resume_from, weights_only=True)
+        with cheap_cuda_probe():
+            trainer.fit(model, datamodule=LightningData(datamodule), ckpt_path=resume_from, weights_only=True)
     except SystemExit:
         if trainer.interrupted:  # Lightning turns Ctrl-C into SystemExit(1) once it has shut down
             raise interrupted(trainer, run_dir) from None
