@@ -31,7 +31,8 @@ test-all: install ## the test suite including tests marked slow
 BENCHES := startup vae_throughput vae_quality gan_throughput gan_ring8 eval_classifier text_gpt_shakespeare text_sampling_speed \
            ddpm_throughput ddpm_sampling ddpm_full_chain ddpm_guidance latent_vs_pixel \
            pixelcnn_sampling pixelcnn_throughput pixelcnn_likelihood vqvae_quality fgsm_mnist style_speed deepdream_octaves \
-           gpt_time_to_quality compile_speed lightning_step_overhead lightning_real_step cache_pollution
+           gpt_time_to_quality compile_speed lightning_step_overhead lightning_real_step cache_pollution \
+           cuda_probe_cost
 
 bench: install ## the benchmarks in bench/ (~6 h on 2 cores; write bench/results/*.md; need ../shared/data)
 	for script in $(BENCHES); do $(BIN)/python bench/$$script.py || exit 1; done

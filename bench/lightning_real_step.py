@@ -6,6 +6,8 @@ not timed); all in-process, so start-up and genrun's callbacks, logger and check
   lightning      a bare `Trainer` (no callbacks, logger, checkpoints or progress bar; genrun's NoProfiler)
                  over `model=vae`'s AutoencoderModule as `experiment=vae_mnist` composes it
   lightning, manual optimisation   the same module stepping its optimiser itself
+All sides run with Lightning's NVML-based CUDA check lifted, as genrun's runs train on a machine with no GPU
+(genrun/cuda_probe.py; before, the plain side here paid it too, from Lightning's import).
 Set beside bench/results/lightning_step_overhead_1thread.md (the same loop over a model that costs
 nothing) it shows how much of Lightning's cost grows with the model (bench/cache_pollution.py says why).
 Run: OMP_NUM_THREADS=1 taskset -c 1 .venv/bin/python bench/lightning_real_step.py [ROUNDS]
@@ -24,6 +26,7 @@ import lightning as L
 import torch
 
 from common import ManualOptimisation, machine, write_result
+from genrun.cuda_probe import cheap_cuda_probe
 from plain_vae import epoch_milliseconds
 
 EPOCHS = 6
@@ -41,7 +44,8 @@ class EpochTimer(L.Callback):
 
 
 def plain_ms(x: torch.Tensor) -> float:
-    return epoch_milliseconds(x, EPOCHS)
+    with cheap_cuda_probe():
+        return epoch_milliseconds(x, EPOCHS)
 
 
 def lightning_ms(cfg, data, manual: bool) -> float:
@@ -61,7 +65,8 @@ def lightning_ms(cfg, data, manual: bool) -> float:
     trainer = L.Trainer(accelerator="cpu", max_epochs=EPOCHS, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
                         profiler=NoProfiler(), num_sanity_val_steps=0, limit_val_batches=0)
-    trainer.fit(module, datamodule=LightningData(data))
+    with cheap_cuda_probe():
+        trainer.fit(module, datamodule=LightningData(data))
     return statistics.median(timer.seconds[1:]) * 1000
 
 
