@@ -6,7 +6,7 @@ torch's Adam, AdamW and most other optimisers ask that question on every `step()
 (`Optimizer._accelerator_graph_capture_health_check`), and until CUDA is initialised torch does not cache
 the answer. On a CUDA build of torch on a machine without a GPU, every step therefore tries to load
 `libnvidia-ml.so.1`, fails, and falls back to the driver query it was meant to avoid: pure cost, a large
-share of a small model's step on CPU (bench/results/vae_throughput.md).
+share of a small model's step on CPU (bench/results/cuda_probe_cost_1thread.md).
 
 With no GPU visible there is nothing a fork could break, so while such a run trains genrun lifts the
 variable, and puts it back afterwards. With a GPU visible, or CUDA already initialised (training on it
