@@ -92,4 +92,6 @@ def test_wandb_offline_keeps_scalars_config_and_samples_in_the_run_directory(wor
     files = offline / "files"
     assert "latent_dim: 4" in (files / "genrun_config.yaml").read_text()
     assert list((files / "media" / "images" / "samples").glob("final_*.png"))
+    # The pictures drawn while training: one scatter plot per validation, as MLflow and TensorBoard get them.
+    assert len(list((files / "media" / "images" / "samples").glob("scatter_*.png"))) == 2
     assert list(offline.glob("run-*.wandb"))  # the scalars' record, for `wandb sync`
