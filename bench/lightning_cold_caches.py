@@ -25,6 +25,7 @@ from common import machine, write_result
 from genrun.callbacks.lean import NoProfiler
 from genrun.data.loaders import TensorBatchLoader
 from genrun.models.lean_module import LeanLightningModule
+from loop_timing import EpochTimer, plain_epoch_seconds
 
 SIZES_MIB = (0, 1, 4, 16)
 EPOCHS = 8
@@ -48,23 +49,12 @@ class Sweeping(LeanLightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
-class CpuTimer(L.Callback):
-    def __init__(self):
-        self.seconds = []
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self.start = time.thread_time()
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        self.seconds.append(time.thread_time() - self.start)
-
-
 def loader(x: torch.Tensor) -> TensorBatchLoader:
     return TensorBatchLoader((x,), 128, True, torch.Generator().manual_seed(0))
 
 
 def lightning_us(mib: int, x: torch.Tensor) -> float:
-    timer = CpuTimer()
+    timer = EpochTimer(time.thread_time)
     trainer = L.Trainer(accelerator="cpu", max_epochs=EPOCHS, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, profiler=NoProfiler(),
                         callbacks=[timer], num_sanity_val_steps=0)
@@ -74,16 +64,7 @@ def lightning_us(mib: int, x: torch.Tensor) -> float:
 
 def plain_us(mib: int, x: torch.Tensor) -> float:
     model = Sweeping(mib)
-    optimizer = model.configure_optimizers()
-    batches = loader(x)
-    seconds = []
-    for _ in range(EPOCHS):
-        start = time.thread_time()
-        for batch_idx, batch in enumerate(batches):
-            optimizer.zero_grad()
-            model.training_step(batch, batch_idx).backward()
-            optimizer.step()
-        seconds.append(time.thread_time() - start)
+    seconds = plain_epoch_seconds(model, model.configure_optimizers(), loader(x), EPOCHS, time.thread_time)
     return statistics.median(seconds[1:]) / STEPS * 1e6
 
 

@@ -19,7 +19,6 @@ import json
 import logging
 import statistics
 import sys
-import time
 import warnings
 
 import lightning as L
@@ -27,20 +26,10 @@ import torch
 
 from common import ManualOptimisation, machine, write_result
 from genrun.cuda_probe import cheap_cuda_probe
+from loop_timing import EpochTimer
 from plain_vae import epoch_milliseconds
 
 EPOCHS = 6
-
-
-class EpochTimer(L.Callback):
-    def __init__(self):
-        self.seconds = []
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self.start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        self.seconds.append(time.perf_counter() - self.start)
 
 
 def plain_ms(x: torch.Tensor) -> float:

@@ -31,6 +31,7 @@ from genrun.data.loaders import TensorBatchLoader
 from genrun.models.lean_module import LeanLightningModule
 from genrun.models.train_scalars import TrainScalars
 from genrun.pipeline import Pipeline
+from loop_timing import plain_epoch_seconds
 
 
 class StepTimer(L.Callback):
@@ -83,18 +84,9 @@ class ManualNothing(ManualOptimisation, LeanNothing):
 def plain_step_microseconds(x: torch.Tensor, epochs: int = 6) -> float:
     """The same model, optimiser and loader in a bare Python loop: the floor under any framework."""
     model = Nothing(False)
-    optimizer = model.configure_optimizers()
     loader = TensorBatchLoader((x,), 128, True, torch.Generator().manual_seed(0))
-    seconds, steps = 0.0, 0
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        for batch_idx, batch in enumerate(loader):
-            optimizer.zero_grad()
-            model.training_step(batch, batch_idx).backward()
-            optimizer.step()
-            steps += epoch > 0
-        seconds += (time.perf_counter() - start) if epoch else 0.0
-    return seconds / steps * 1e6
+    seconds = plain_epoch_seconds(model, model.configure_optimizers(), loader, epochs)
+    return sum(seconds[1:]) / ((epochs - 1) * len(loader)) * 1e6
 
 
 def step_microseconds(callbacks: list, logger, scalars: bool, x: torch.Tensor, lean: bool | str = True,
