@@ -236,6 +236,12 @@ def test_adam_steps_try_to_load_nvml_every_step_unless_the_probe_is_lifted():
         assert NVML_CHECK not in os.environ
         assert _nvml_loads_during(steps) == 0
     assert os.environ[NVML_CHECK] == "1"
+    os.environ[NVML_CHECK] = "0"  # a user's own choice is not Lightning's setting: left as it is
+    try:
+        with cheap_cuda_probe():
+            assert os.environ[NVML_CHECK] == "0"
+    finally:
+        os.environ[NVML_CHECK] = "1"
 
 
 @needs_cuda_build_without_gpu

@@ -92,14 +92,20 @@ def image_array(grid) -> np.ndarray:
 
 def figure_array(figure) -> np.ndarray:
     """A matplotlib figure rendered as H×W×3 bytes; the figure is closed."""
-    from matplotlib import pyplot as plt
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     pixels = np.asarray(canvas.buffer_rgba())[..., :3].copy()
-    plt.close(figure)
+    close_figure(figure)
     return pixels
+
+
+def close_figure(figure) -> None:
+    """Release a matplotlib figure (pyplot keeps every open one alive)."""
+    from matplotlib import pyplot as plt
+
+    plt.close(figure)
 
 
 def keeps_pictures(logger) -> bool:

@@ -135,12 +135,14 @@ class GenrunModule(LeanLightningModule):
             self._log_picture(tag, image_array(make_grid(images.float().cpu(), nrow=nrow)))
 
     def log_figure(self, tag: str, figure) -> None:
-        """A matplotlib figure (a 2-D model's scatter plot) like `log_images`; the figure is closed."""
-        from genrun.trackers import figure_array
+        """A matplotlib figure (a 2-D model's scatter plot) like `log_images`; the figure is closed, and only
+        rendered when a tracker keeps it."""
+        from genrun.trackers import close_figure, figure_array
 
-        picture = figure_array(figure)
         if self.draws_pictures():
-            self._log_picture(tag, picture)
+            self._log_picture(tag, figure_array(figure))
+        else:
+            close_figure(figure)
 
     def draws_pictures(self) -> bool:
         """Whether pictures drawn now reach anyone: not in the sanity check, on rank zero, and only when a
