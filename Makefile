@@ -32,7 +32,7 @@ BENCHES := startup vae_throughput vae_quality gan_throughput gan_ring8 eval_clas
            ddpm_throughput ddpm_sampling ddpm_full_chain ddpm_guidance latent_vs_pixel \
            pixelcnn_sampling pixelcnn_throughput pixelcnn_likelihood vqvae_quality fgsm_mnist style_speed deepdream_octaves \
            gpt_time_to_quality compile_speed lightning_step_overhead lightning_real_step cache_pollution \
-           cuda_probe_cost lightning_cold_caches
+           cuda_probe_cost lightning_cold_caches startup_gc
 
 bench: install ## the benchmarks in bench/ (~6 h on 2 cores; write bench/results/*.md; need ../shared/data)
 	for script in $(BENCHES); do $(BIN)/python bench/$$script.py || exit 1; done

@@ -15,6 +15,15 @@ GENRUN = [sys.executable, "-m", "genrun"]
 MINI = "dataset.source=mini"
 
 
+def pytest_sessionstart(session):
+    """Load torch and Lightning once with full collections held, then freeze them, as genrun's own process
+    entry does: the collector's full passes then skip the libraries' objects for the whole suite."""
+    from genrun.collector import hold_full_collections, libraries_loaded
+
+    hold_full_collections()
+    libraries_loaded("train")
+
+
 def run_genrun(args: list[str], cwd: Path, timeout: int = 300, env: dict | None = None,
                command: list[str] | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "GENRUN_DATA_DIR": str(cwd / "data"), "PYTHONUNBUFFERED": "1",

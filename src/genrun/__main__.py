@@ -2,7 +2,7 @@
 
 import sys
 
-from genrun.cli import main
+from genrun.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -127,6 +127,15 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
+def entry() -> int:
+    """The `genrun` console script and `python -m genrun`: `main` as a process of its own, which holds off
+    Python's full garbage collections while it loads its libraries (genrun.collector)."""
+    from genrun.collector import hold_full_collections
+
+    hold_full_collections()
+    return main()
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
@@ -153,7 +162,10 @@ def _main(argv: list[str] | None) -> int:
             print(usage(), file=sys.stderr)
             return 2
         if task == "report":  # reads files only: no Hydra, no torch
+            from genrun.collector import libraries_loaded
             from genrun.report import main as report_main
+
+            libraries_loaded(task)
 
             return report_main(args)
     from genrun.allocator import keep_freed_memory
@@ -249,7 +261,9 @@ def _run_hydra(task: str, args: list[str], program: str | None = None) -> int:
     import hydra
 
     from genrun import resolvers
+    from genrun.collector import libraries_loaded
 
+    libraries_loaded(task)
     resolvers.register()
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
 
@@ -293,4 +307,4 @@ def _discard_half_made_run(started: float) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

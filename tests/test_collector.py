@@ -1,0 +1,50 @@
+"""genrun's process entry holds off Python's full garbage collections while torch and Lightning load."""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+
+from conftest import check_ok
+
+# Counts the full (oldest-generation) collections of the process it runs in, then prints what it saw.
+_COUNTING = """
+import gc, json, sys
+full = []
+gc.callbacks.append(lambda phase, info: full.append(1) if phase == "stop" and info["generation"] == 2 else None)
+{body}
+print(json.dumps({{"full": len(full), "frozen": gc.get_freeze_count(), "threshold": list(gc.get_threshold()),
+                  "loaded": "torch" in sys.modules and "lightning.pytorch" in sys.modules}}))
+"""
+
+
+def _counted(body: str, cwd) -> dict:
+    result = check_ok(subprocess.run([sys.executable, "-c", _COUNTING.format(body=body)], capture_output=True,
+                                     text=True, cwd=cwd, timeout=300))
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_process_entry_loads_torch_and_lightning_without_a_full_collection(workdir):
+    plain = _counted("import torch, lightning.pytorch", workdir)
+    assert plain["loaded"] and plain["full"] >= 1  # the premise: loading them runs full collections
+    entry = _counted("from genrun.cli import entry\nsys.argv = ['genrun', 'train', '--cfg', 'job']\n"
+                     "assert entry() == 0", workdir)
+    assert entry["loaded"] and entry["full"] == 0
+    # Everything the libraries left alive is frozen, and full collections have their threshold back.
+    assert entry["frozen"] > 100_000
+    assert entry["threshold"] == plain["threshold"]
+
+
+def test_main_inside_another_program_leaves_its_collector_alone(workdir, monkeypatch, capsys):
+    from genrun.cli import main
+
+    monkeypatch.chdir(workdir)
+    before = gc.isenabled(), gc.get_threshold()
+    frozen = gc.get_freeze_count()
+    assert main(["train", "--cfg", "job"]) == 0
+    assert "model:" in capsys.readouterr().out
+    assert (gc.isenabled(), gc.get_threshold()) == before
+    # Frozen objects that die leave the count; a freeze here would have added everything this process holds.
+    assert gc.get_freeze_count() <= frozen
