@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 
-from conftest import check_ok
+from conftest import MINI, check_ok
 
 # Counts the full (oldest-generation) collections of the process it runs in, then prints what it saw.
 _COUNTING = """
@@ -21,20 +22,29 @@ print(json.dumps({{"full": len(full), "frozen": gc.get_freeze_count(), "threshol
 
 
 def _counted(body: str, cwd) -> dict:
+    env = {**os.environ, "GENRUN_DATA_DIR": str(cwd / "data")}
     result = check_ok(subprocess.run([sys.executable, "-c", _COUNTING.format(body=body)], capture_output=True,
-                                     text=True, cwd=cwd, timeout=300))
+                                     text=True, cwd=cwd, env=env, timeout=300))
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _entry(args: list[str]) -> str:
+    return f"from genrun.cli import entry\nsys.argv = ['genrun', *{args!r}]\nassert entry() == 0"
 
 
 def test_process_entry_loads_torch_and_lightning_without_a_full_collection(workdir):
     plain = _counted("import torch, lightning.pytorch", workdir)
     assert plain["loaded"] and plain["full"] >= 1  # the premise: loading them runs full collections
-    entry = _counted("from genrun.cli import entry\nsys.argv = ['genrun', 'train', '--cfg', 'job']\n"
-                     "assert entry() == 0", workdir)
-    assert entry["loaded"] and entry["full"] == 0
+    trained = _counted(_entry(["train", MINI, "debug=fast_dev_run", "test=false", "model.iwae_k=2"]), workdir)
+    assert trained["loaded"] and trained["full"] == 0
     # Everything the libraries left alive is frozen, and full collections have their threshold back.
-    assert entry["frozen"] > 100_000
-    assert entry["threshold"] == plain["threshold"]
+    assert trained["frozen"] > 100_000
+    assert trained["threshold"] == plain["threshold"]
+
+
+def test_printing_the_config_through_the_entry_loads_no_torch(workdir):
+    printed = _counted(_entry(["train", "--cfg", "job"]), workdir)
+    assert not printed["loaded"] and printed["frozen"] == 0
 
 
 def test_main_inside_another_program_leaves_its_collector_alone(workdir, monkeypatch, capsys):

@@ -261,9 +261,7 @@ def _run_hydra(task: str, args: list[str], program: str | None = None) -> int:
     import hydra
 
     from genrun import resolvers
-    from genrun.collector import libraries_loaded
 
-    libraries_loaded(task)
     resolvers.register()
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
 

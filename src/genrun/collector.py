@@ -5,12 +5,15 @@ classes, functions). CPython runs a full collection each time the objects that s
 collections grow by a quarter, and a full collection traverses every tracked object: while the libraries
 load, these collections find almost nothing to free and take a large share of start-up
 (bench/results/startup_gc.md). genrun's process entry holds them off: young collections still run, so
-short-lived cycles are freed as usual. Once the task's libraries are loaded, everything alive then is
-frozen (`gc.freeze`): later full collections skip it, and forked DataLoader workers share those pages
-instead of copying them.
+short-lived cycles are freed as usual. When the job starts (`genrun.tasks.run_task`; `genrun report`
+before it reads anything), the task's libraries are loaded and everything alive then is frozen
+(`gc.freeze`): later full collections skip it, including the one CPython runs at exit, and forked
+DataLoader workers share those pages instead of copying them. Commands that print and stop (`--cfg`,
+`--info`, shell completion) load no torch and keep the hold until they exit.
 
 Only a process that genrun starts holds collections (`hold_full_collections` at the console entry);
-`genrun.cli.main` called inside another program (a notebook, the tests) changes nothing in its collector.
+`genrun.cli.main` called inside another program (a notebook, a test) changes nothing in its collector. The
+test suite holds and freezes once itself, at session start (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import importlib
 
 # What each task imports before its work starts: train needs Lightning; sample and evaluate avoid it.
 TASK_LIBRARIES = {"train": ("torch", "lightning.pytorch"), "sample": ("torch",), "evaluate": ("torch",)}
-# A threshold for the oldest generation that no import reaches: its collections wait for `release`.
+# A threshold for the oldest generation that no import reaches: its collections wait for `libraries_loaded`.
 _NEVER = 1 << 30
 
 _held_thresholds: tuple[int, int, int] | None = None
@@ -46,8 +49,10 @@ def libraries_loaded(task: str) -> None:
     global _held_thresholds
     if _held_thresholds is None:
         return
-    for name in TASK_LIBRARIES.get(task, ()):
-        importlib.import_module(name)
-    gc.freeze()
-    gc.set_threshold(*_held_thresholds)
-    _held_thresholds = None
+    try:
+        for name in TASK_LIBRARIES.get(task, ()):
+            importlib.import_module(name)
+    finally:
+        gc.freeze()
+        gc.set_threshold(*_held_thresholds)
+        _held_thresholds = None

@@ -37,9 +37,11 @@ def run_task(task: str, cfg):
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from genrun.collector import libraries_loaded
     from genrun.runs import quiet_library_logs, write_metrics
 
     quiet_library_logs()  # Hydra has set up its handlers by now: filter the console one
+    libraries_loaded(task)  # the job starts here (not for --cfg, --info or shell completion, which need no torch)
     module = importlib.import_module(f"genrun.tasks.{task}")
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
