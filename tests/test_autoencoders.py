@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import MINI, check_ok, read_metrics, run_dirs, run_genrun
+from conftest import MINI, check_ok, genrun_in_process, read_metrics, run_dirs, run_genrun
 from genrun.checkpoint import load_checkpoint
 
 MODELS = ["ae", "vae", "conv_vae", "beta_vae"]
 
 
-def test_each_model_trains_fast_dev_run_in_a_sweep_and_samples(workdir):
+def test_each_model_trains_fast_dev_run_in_a_sweep_and_samples(workdir, monkeypatch, capsys):
     """One `-m` sweep trains every autoencoder (one job directory each); then each one samples."""
     check_ok(run_genrun(["train", "-m", f"model={','.join(MODELS)}", MINI, "debug=fast_dev_run", "model.iwae_k=3"],
                         workdir))
@@ -28,17 +28,19 @@ def test_each_model_trains_fast_dev_run_in_a_sweep_and_samples(workdir):
         assert math.isfinite(metrics["test/neg_elbo"]) and metrics["test/neg_elbo"] > 0
         if model != "ae":
             assert metrics["test/nll_iwae"] <= metrics["test/neg_elbo"] + 5.0  # the IWAE bound is the tighter one
-        result = check_ok(run_genrun(["sample", f"model={model}", f"ckpt={job}", "num_samples=9", "seed=3"], workdir))
+        code, out, err = genrun_in_process(["sample", f"model={model}", f"ckpt={job}", "num_samples=9", "seed=3"],
+                                           workdir, monkeypatch, capsys)
+        assert code == 0, err
         sample_dir = max(run_dirs(workdir, "sample"), key=lambda p: p.stat().st_mtime)
         assert sample_dir.parent.name.startswith(f"{model}_")
         images = torch.from_numpy(np.load(sample_dir / "samples.npy"))
         assert images.shape == (9, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
-        assert sample_dir.name.startswith("prior_") and str(sample_dir / "prior.png") in result.stdout
+        assert sample_dir.name.startswith("prior_") and str(sample_dir / "prior.png") in out
         # fast_dev_run keeps no best.ckpt: the run's final weights, and the console says so
-        assert str(job / "checkpoints" / "last.ckpt") in result.stdout and "the run's final weights" in result.stdout
+        assert str(job / "checkpoints" / "last.ckpt") in out and "the run's final weights" in out
     # Without ckpt=, debug runs are never picked: the error says how many were skipped and how to name one.
-    result = run_genrun(["sample", "model=ae"], workdir)
-    assert result.returncode == 1 and "1 debug run skipped: name one with ckpt=RUN_DIR" in result.stderr
+    code, _, err = genrun_in_process(["sample", "model=ae"], workdir, monkeypatch, capsys)
+    assert code == 1 and "1 debug run skipped: name one with ckpt=RUN_DIR" in err
 
 
 def test_run_directory_holds_everything(trained_vae):
@@ -80,9 +82,11 @@ def test_tensorboard_has_scalars_images_hparams_and_config(trained_vae):
     assert b"hparams" in raw and b"model.latent_dim" in raw
 
 
-def test_sampling_is_reproducible_and_temperature_scales_spread(trained_vae):
+def test_sampling_is_reproducible_and_temperature_scales_spread(trained_vae, monkeypatch, capsys):
     def draw(*extra):
-        check_ok(run_genrun(["sample", "model=vae", "num_samples=32", *extra], trained_vae))
+        code, _, err = genrun_in_process(["sample", "model=vae", "num_samples=32", *extra], trained_vae, monkeypatch,
+                                         capsys)
+        assert code == 0, err
         newest = max(run_dirs(trained_vae, "sample"), key=lambda p: p.stat().st_mtime)
         return torch.from_numpy(np.load(newest / "samples.npy"))
 
@@ -93,11 +97,13 @@ def test_sampling_is_reproducible_and_temperature_scales_spread(trained_vae):
     assert cold.std(0).mean() < 1e-6 < hot.std(0).mean()  # T=0: every sample is the prior mean's decoding
 
 
-def test_interpolate_and_reconstruct_modes(trained_vae):
+def test_interpolate_and_reconstruct_modes(trained_vae, monkeypatch, capsys):
     for mode, extra in (("interpolate", ["steps=5", "interpolation=linear"]),
                         ("interpolate", ["steps=4", "between=images"]),
                         ("reconstruct", [])):
-        check_ok(run_genrun(["sample", "model=vae", f"mode={mode}", "num_samples=8", *extra], trained_vae))
+        code, _, err = genrun_in_process(["sample", "model=vae", f"mode={mode}", "num_samples=8", *extra],
+                                         trained_vae, monkeypatch, capsys)
+        assert code == 0, err
         newest = max(run_dirs(trained_vae, "sample"), key=lambda p: p.stat().st_mtime)
         images = torch.from_numpy(np.load(newest / "samples.npy"))
         if mode == "interpolate" and "interpolation=linear" in extra:
@@ -107,11 +113,12 @@ def test_interpolate_and_reconstruct_modes(trained_vae):
         if mode == "reconstruct":
             assert images.shape[0] == 2 * 8  # inputs above their reconstructions
     # fewer than two steps is no path: refused, not silently widened to two
-    result = run_genrun(["sample", "model=vae", "mode=interpolate", "steps=1"], trained_vae)
-    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+    code, _, err = genrun_in_process(["sample", "model=vae", "mode=interpolate", "steps=1"], trained_vae,
+                                     monkeypatch, capsys)
+    assert code == 1 and err.strip().splitlines() == [
         "genrun: error: steps=1: an interpolation needs at least 2 steps (its two ends)"]
-    result = run_genrun(["sample", "model=vae", "nrow=0"], trained_vae)
-    assert result.returncode == 1 and "nrow=0: must be at least 1" in result.stderr
+    code, _, err = genrun_in_process(["sample", "model=vae", "nrow=0"], trained_vae, monkeypatch, capsys)
+    assert code == 1 and "nrow=0: must be at least 1" in err
 
 
 def test_sample_without_checkpoint_says_how_to_train(workdir):
@@ -120,11 +127,12 @@ def test_sample_without_checkpoint_says_how_to_train(workdir):
     assert "genrun train model=conv_vae" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_sample_ckpt_accepts_run_dir_and_file(trained_vae):
+def test_sample_ckpt_accepts_run_dir_and_file(trained_vae, monkeypatch, capsys):
     [run_dir] = run_dirs(trained_vae)
     for ckpt in (run_dir, run_dir / "checkpoints" / "best.ckpt"):
-        result = check_ok(run_genrun(["sample", f"ckpt={ckpt}", "num_samples=4"], trained_vae))
-        assert "prior.png" in result.stdout
+        code, out, err = genrun_in_process(["sample", f"ckpt={ckpt}", "num_samples=4"], trained_vae, monkeypatch,
+                                           capsys)
+        assert code == 0 and "prior.png" in out, err
 
 
 def test_evaluate_reports_iwae_likelihood(trained_vae):
