@@ -94,7 +94,7 @@ one uncounted round; wall seconds of the whole process)
 Machine: `{json.dumps(machine())}`, load average before the run: {load}
 
 {header}
-|------|---|---|---|---|---|
+|---|---|---|---|---|---|---|
 {''.join(rows)}
 "held" is `genrun.cli.entry` (the `genrun` script, `python -m genrun`): full collections wait while torch and
 Lightning load, then the objects alive are frozen. "not held" is `genrun.cli.main` on the same arguments.
