@@ -166,7 +166,6 @@ def _main(argv: list[str] | None) -> int:
             from genrun.report import main as report_main
 
             libraries_loaded(task)
-
             return report_main(args)
     from genrun.allocator import keep_freed_memory
 

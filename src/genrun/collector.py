@@ -37,10 +37,6 @@ def hold_full_collections() -> None:
         gc.set_threshold(_held_thresholds[0], _held_thresholds[1], _NEVER)
 
 
-def holding() -> bool:
-    return _held_thresholds is not None
-
-
 def libraries_loaded(task: str) -> None:
     """Import what `task` needs, freeze everything alive, and give full collections back their threshold.
 
