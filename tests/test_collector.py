@@ -60,3 +60,10 @@ def test_main_inside_another_program_leaves_its_collector_alone(workdir, monkeyp
     assert (gc.isenabled(), gc.get_threshold()) == before
     # Frozen objects that die leave the count; a freeze here would have added everything this process holds.
     assert gc.get_freeze_count() <= frozen
+
+
+def test_report_gives_full_collections_back_before_it_reads_a_sweep(workdir):
+    # `genrun report` loads no torch; it releases the hold at once, so a long report is collected as usual.
+    reported = _counted(_entry(["report", "nowhere"], 1), workdir)
+    assert not reported["torch"] and reported["frozen"] > 0
+    assert reported["threshold"] == list(gc.get_threshold())
